@@ -1,0 +1,399 @@
+"""The evt syntax tree: frozen dataclasses with source spans, and no behaviour.
+
+Rules of this module:
+- Every node is immutable and compares structurally; the span takes no part in equality, so a
+  parser test can compare a whole tree against one written by hand.
+- The parser builds these nodes, the checker judges them, the compiler turns them into closures.
+  Nothing here knows how a node is run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, NamedTuple
+
+
+class Span(NamedTuple):
+    """A position in a source file: line and column count from 1. (A tuple, not a dataclass:
+    the parser makes one per node, and a tuple is made three times faster.)"""
+
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+NOSPAN = Span("<none>", 0, 0)
+
+
+def _node(cls: type) -> type:
+    return dataclass(frozen=True, slots=True)(cls)
+
+
+class Node:
+    __slots__ = ()
+
+    def dump(self) -> str:
+        """A compact, span-free rendering, used by golden tests and debugging."""
+        return _dump(self)
+
+
+def _dump(v: Any) -> str:
+    if isinstance(v, Node):
+        parts = [_dump(getattr(v, f.name)) for f in fields(v) if not f.name.endswith("span")]
+        return f"({type(v).__name__}{''.join(' ' + p for p in parts)})"
+    if isinstance(v, tuple):
+        return "[" + " ".join(_dump(x) for x in v) + "]"
+    return repr(v)
+
+
+def _sp() -> Any:
+    return field(default=NOSPAN, compare=False, repr=False, kw_only=True)
+
+# ---------------------------------------------------------------- expressions
+
+
+class Expr(Node):
+    __slots__ = ()
+
+
+@_node
+class Const(Expr):
+    """null, true, false, numbers (units already applied), plain strings, bytes."""
+
+    value: Any
+    span: Span = _sp()
+
+
+@_node
+class Interp(Expr):
+    """An interpolated string: literal str parts and expressions, in order."""
+
+    parts: tuple[str | Expr, ...]
+    span: Span = _sp()
+
+
+@_node
+class Name(Expr):
+    name: str
+    span: Span = _sp()
+
+
+@_node
+class ListLit(Expr):
+    items: tuple[Expr, ...]
+    span: Span = _sp()
+
+
+@_node
+class MapLit(Expr):
+    keys: tuple[Any, ...]
+    values: tuple[Expr, ...]
+    span: Span = _sp()
+
+
+@_node
+class Call(Expr):
+    name: str
+    args: tuple[Expr, ...]
+    span: Span = _sp()
+
+
+@_node
+class Index(Expr):
+    obj: Expr
+    index: Expr
+    span: Span = _sp()
+
+
+@_node
+class Attr(Expr):
+    obj: Expr
+    name: str
+    span: Span = _sp()
+
+
+@_node
+class Unary(Expr):
+    op: str  # "-", "+", "not"
+    operand: Expr
+    span: Span = _sp()
+
+
+@_node
+class Binary(Expr):
+    """Arithmetic and comparison: + - * / % == != < <= > >= in "not in"."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span = _sp()
+
+
+@_node
+class Logic(Expr):
+    """Short-circuit `and` / `or`."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span = _sp()
+
+
+# ---------------------------------------------------------------- statements
+
+
+class Stmt(Node):
+    __slots__ = ()
+
+
+@_node
+class Block(Node):
+    stmts: tuple[Stmt, ...]
+    span: Span = _sp()
+
+
+@_node
+class Timer(Stmt):
+    """`after D { }` / `every D { }`: a top-level declaration or a statement."""
+
+    kind: str  # "after" | "every"
+    interval: Expr
+    body: Block
+    span: Span = _sp()
+
+
+@_node
+class Let(Stmt):
+    name: str
+    value: Expr | Timer
+    span: Span = _sp()
+
+
+@_node
+class Assign(Stmt):
+    target: Expr  # Name, Index or Attr (the checker rejects anything else)
+    value: Expr | Timer
+    span: Span = _sp()
+
+
+@_node
+class ExprStmt(Stmt):
+    expr: Expr
+    span: Span = _sp()
+
+
+@_node
+class If(Stmt):
+    cond: Expr
+    then: Block
+    orelse: Block | If | None
+    span: Span = _sp()
+
+
+@_node
+class While(Stmt):
+    cond: Expr
+    body: Block
+    span: Span = _sp()
+
+
+@_node
+class For(Stmt):
+    names: tuple[str, ...]  # one name, or two for `for k, v in items(m)`
+    iterable: Expr
+    body: Block
+    span: Span = _sp()
+
+
+@_node
+class Break(Stmt):
+    span: Span = _sp()
+
+
+@_node
+class Continue(Stmt):
+    span: Span = _sp()
+
+
+@_node
+class Return(Stmt):
+    value: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Wait(Stmt):
+    duration: Expr
+    span: Span = _sp()
+
+
+@_node
+class Start(Stmt):
+    target: Expr
+    span: Span = _sp()
+
+
+@_node
+class Stop(Stmt):
+    target: Expr
+    span: Span = _sp()
+
+
+@_node
+class Send(Stmt):
+    target: Expr
+    mode: str | None  # None, "text", "binary"
+    value: Expr
+    span: Span = _sp()
+
+
+@_node
+class Broadcast(Stmt):
+    target: Expr
+    mode: str | None
+    value: Expr
+    except_: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Close(Stmt):
+    target: Expr
+    code: Expr | None
+    reason: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Expect(Stmt):
+    target: Expr
+    mode: str | None  # None, "text", "binary", "json"
+    name: str
+    where: Expr | None
+    within: Expr | None
+    orelse: Block | None
+    span: Span = _sp()
+
+
+@_node
+class Emit(Stmt):
+    name: str
+    value: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class ChangeScene(Stmt):
+    name: str
+    span: Span = _sp()
+
+
+@_node
+class Print(Stmt):
+    values: tuple[Expr, ...]
+    span: Span = _sp()
+
+
+@_node
+class Assert(Stmt):
+    cond: Expr
+    message: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Exit(Stmt):
+    code: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Cancel(Stmt):
+    timer: Expr
+    span: Span = _sp()
+
+
+# ---------------------------------------------------------------- declarations
+
+
+@_node
+class ConfigItem(Node):
+    key: str
+    value: Expr
+    span: Span = _sp()
+
+
+@_node
+class Connection(Node):
+    name: str
+    items: tuple[ConfigItem, ...]
+    span: Span = _sp()
+
+
+@_node
+class Server(Node):
+    name: str
+    items: tuple[ConfigItem, ...]
+    span: Span = _sp()
+
+
+@_node
+class Func(Node):
+    name: str
+    params: tuple[str, ...]
+    body: Block
+    span: Span = _sp()
+
+
+@_node
+class Event(Node):
+    """What a handler listens to.
+
+    kind: "project start", "project stop", "websocket start", "websocket stop",
+    "websocket error", "websocket receive", "event", "change", "input", "scene start",
+    "scene stop". `name` is the connection, server, custom event or variable name.
+    """
+
+    kind: str
+    name: str | None
+    mode: str | None
+    as_name: str | None
+    from_name: str | None
+    span: Span = _sp()
+    as_span: Span = _sp()
+    from_span: Span = _sp()
+
+
+@_node
+class Handler(Node):
+    event: Event
+    body: Block
+    span: Span = _sp()
+
+
+@_node
+class Scene(Node):
+    name: str
+    items: tuple[Node, ...]  # Let, Func, Handler, Timer
+    span: Span = _sp()
+
+
+@_node
+class Import(Node):
+    path: str
+    span: Span = _sp()
+
+
+@_node
+class Module(Node):
+    """One parsed file (imports not yet followed)."""
+
+    path: str
+    decls: tuple[Node, ...]
+    span: Span = _sp()
+
+
+Decl = Connection | Server | Let | Func | Handler | Timer | Scene | Import

@@ -1,0 +1,529 @@
+"""Source text -> lang.ast, with syntax errors in our own words.
+
+Rules of this module:
+- The grammar is grammar.lark; Lark builds its LALR(1) tables once and caches them on disk, so
+  `evt check` starts fast.
+- The loop that runs those tables is ours: a contextual lexer and a shift/reduce loop over
+  integer-coded actions. (Lark's generic loop hashes a Rule object at every reduction and spent
+  two thirds of the parse time doing so.) The rule callbacks are Lark's, built from
+  transform.ToAst, so the tree is never built.
+- The lexer is contextual, as Lark's is: it asks the parser state what it accepts. A keyword
+  is a keyword only where the grammar accepts it (`m.text`, `{from: 1}` are names); a '{' is a
+  block (LBRACE) or a map literal (LMAP) by the same test; a newline is dropped inside ( ), [ ]
+  and map literals, and joins an `else` on the next line to the `}` before it.
+- Nothing of Lark leaves this module: errors become EvtSyntaxError with the offending token's
+  position and what was expected, in words.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lark import Lark
+from lark.lexer import PatternStr
+from lark.parsers.lalr_analysis import Shift
+
+from . import ast as A
+from .ast import Span
+from .errors import SOURCES, EvtSyntaxError
+from .transform import AtToken, ToAst, Tok
+
+_GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
+_TRANSFORMER = ToAst()
+
+
+def _cache_path(grammar: str) -> str | None:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
+    for root in (os.path.join(base, "evt"), os.path.join(tempfile.gettempdir(), "evt-cache")):
+        try:
+            os.makedirs(root, exist_ok=True)
+            if os.access(root, os.W_OK):
+                return os.path.join(root, f"grammar-{digest}.lark.cache")
+        except OSError:
+            continue
+    return None
+
+
+# ---------------------------------------------------------------- the tables
+
+
+class _Tables:
+    """Lark's LALR tables, recoded: per state a dict terminal -> int (>= 0: shift to that
+    state; < 0: reduce by rule ~n), and per rule (size, callback, goto by state)."""
+
+    def __init__(self) -> None:
+        grammar = _GRAMMAR_PATH.read_text(encoding="utf-8")
+        cache = _cache_path(grammar)
+        lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=_TRANSFORMER,
+                    start=["start", "repl", "expr"], cache=cache if cache else False,
+                    maybe_placeholders=False)
+        parser = lark.parser.parser.parser
+        table = parser.parse_table
+        callbacks = parser.callbacks
+        rule_ids: dict[int, int] = {}
+        rules: list[tuple[int, Any, str]] = []
+        self.actions: dict[Any, dict[str, int]] = {}
+        gotos: dict[Any, dict[str, Any]] = {}
+        for state, acts in table.states.items():
+            coded: dict[str, int] = {}
+            for sym, (action, arg) in acts.items():
+                if action is Shift:
+                    if sym.isupper() or sym == "$END":
+                        coded[sym] = arg
+                    else:
+                        gotos.setdefault(state, {})[sym] = arg
+                else:
+                    rid = rule_ids.get(id(arg))
+                    if rid is None:
+                        rid = rule_ids[id(arg)] = len(rules)
+                        cb = _direct(callbacks[arg], len(arg.expansion))
+                        if _passes_through(arg, cb):
+                            cb = None
+                        rules.append((len(arg.expansion), cb, arg.origin.name))
+                    coded[sym] = ~rid
+            self.actions[state] = coded
+        self.rules = [(size, cb, {s: g[name] for s, g in gotos.items() if name in g})
+                      for size, cb, name in rules]
+        self.units: dict[tuple, Any] = {}
+        self.start_states = dict(table.start_states)
+        self.end_states = dict(table.end_states)
+        # Terminals written as plain strings: keywords (look like names) and punctuation.
+        self.keywords: dict[str, str] = {}
+        self.punct: dict[str, str] = {}
+        for term in lark.terminals:
+            if isinstance(term.pattern, PatternStr):
+                text = term.pattern.value
+                if re.fullmatch(r"[A-Za-z_]\w*", text):
+                    self.keywords[text] = term.name
+                else:
+                    self.punct[text] = term.name
+
+
+def _direct(callback: Any, size: int) -> Any:
+    """Skip Lark's child filter where it would pass every child through unchanged."""
+    include = getattr(callback, "to_include", None)
+    builder = getattr(callback, "node_builder", None)
+    if builder is not None and include is not None and [tuple(x) for x in include] == [
+            (i, False) for i in range(size)]:
+        return builder
+    return callback
+
+
+def _passes_through(rule: Any, callback: Any) -> bool:
+    """A `?rule: one_child` reduction that hands its child up unchanged: the loop only swaps
+    the state for it. (Expressions climb nine such levels, from atom to expr.)"""
+    if len(rule.expansion) != 1 or not rule.options.expand1 or rule.alias:
+        return False
+    probe = object()
+    try:
+        return callback([probe]) is probe
+    except Exception:
+        return False
+
+
+_TABLES: _Tables | None = None
+
+
+def _tables() -> _Tables:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = _Tables()
+    return _TABLES
+
+
+# ---------------------------------------------------------------- lexer + loop
+
+_RAW = re.compile(r"""[ \t\f]*(?:
+  (?P<NL>(?:(?:\n|;)[ \t\f]*(?:\#[^\n]*)?)+)
+| (?P<COMMENT>\#[^\n]*)
+| (?P<BYTES>b"(?:[^"\\\n]|\\.)*"|b'(?:[^'\\\n]|\\.)*')
+| (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
+| (?P<NUMBER>(?:0[xX][0-9a-fA-F]+|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?:ms|s|m|h|B|KiB|MiB|GiB)?)(?![A-Za-z0-9_]))
+| (?P<STRING>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+| (?P<OP>==|!=|<=|>=|[-+*/%<>=(){}\[\],:.])
+| (?P<EOF>\Z))""", re.VERBOSE)
+_ELSE_AHEAD = re.compile(r"[ \t\f]*else(?![A-Za-z0-9_])")
+_IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
+_OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
+_CLOSERS = {"RPAR", "RSQB", "RBRACE"}
+
+
+class _ParseError(Exception):
+    def __init__(self, token: Tok | None, expected: set[str], stack: list[Tok], pos: int) -> None:
+        super().__init__("parse error")
+        self.token = token
+        self.expected = expected
+        self.stack = stack
+        self.pos = pos
+
+
+def _run(text: str, start: str, line_base: int = 1) -> Any:
+    """Lex and parse `text` from the start symbol `start`; return the callback's result."""
+    tb = _tables()
+    actions = tb.actions
+    rules = tb.rules
+    keywords = tb.keywords
+    punct = tb.punct
+    end_state = tb.end_states[start]
+    state_stack = [tb.start_states[start]]
+    value_stack: list[Any] = []
+    brackets: list[Tok] = []
+    match = _RAW.match
+    pos = 0
+    n = len(text)
+    line = line_base
+    line_start = 0
+    acts = actions[state_stack[-1]]
+    units = tb.units
+    while True:
+        # ---- lex one token, in the context of the current state
+        m = match(text, pos)
+        if m is None:
+            rest = text[pos:]
+            pos += len(rest) - len(rest.lstrip(" \t\f"))
+            raise _ParseError(None, set(acts), brackets, pos)
+        kind = m.lastgroup
+        if kind == "EOF":
+            tok = Tok("$END", "", line, n - line_start + 1, n, n)
+        else:
+            pos = m.start(kind)
+            value = m.group(kind)
+            end = m.end()
+            if kind == "COMMENT":
+                pos = end
+                continue
+            col = pos - line_start + 1
+            if kind == "NL":
+                tok_line = line
+                nl = value.count("\n")
+                if nl:
+                    line += nl
+                    line_start = pos + value.rfind("\n") + 1
+                if brackets and brackets[-1].type != "LBRACE":
+                    pos = end
+                    continue
+                if "ELSE" in acts:
+                    m2 = _ELSE_AHEAD.match(text, end)
+                    if m2 is not None:
+                        tok = Tok("ELSE", "else", line, m2.end() - 4 - line_start + 1, pos, m2.end())
+                        pos = m2.end()
+                        kind = ""
+                if kind:
+                    tok = Tok("_NL", value, tok_line, col, pos, end)
+                    pos = end
+            elif kind == "NAME":
+                ttype = keywords.get(value)
+                if ttype is None or ttype not in acts:
+                    if value == "not" and "NOT_IN" in acts:
+                        m2 = _IN_AHEAD.match(text, end)
+                        if m2 is not None:
+                            end = m2.end()
+                            ttype = "NOT_IN"
+                    elif value == "else" and "ELSE" in acts:
+                        ttype = "ELSE"
+                    elif "NAME" in acts or ttype is None:
+                        ttype = "NAME"
+                tok = Tok(ttype, value, line, col, pos, end)
+                pos = end
+            elif kind == "OP":
+                ttype = punct[value]
+                if value == "{":
+                    ttype = "LBRACE" if "LBRACE" in acts else "LMAP"
+                tok = Tok(ttype, value, line, col, pos, end)
+                pos = end
+            else:  # NUMBER STRING BYTES
+                tok = Tok(kind, value, line, col, pos, end)
+                pos = end
+        # ---- feed it: reduce as long as the table says so, then shift
+        ttype = tok.type
+        while True:
+            act = acts.get(ttype)
+            if act is None:
+                raise _ParseError(tok, set(acts), brackets, tok.pos)
+            if act >= 0:
+                if ttype == "$END":
+                    raise _ParseError(tok, set(acts), brackets, tok.pos)
+                state_stack.append(act)
+                value_stack.append(tok)
+                acts = actions[act]
+                if ttype in _OPENERS:
+                    brackets.append(tok)
+                elif ttype in _CLOSERS:
+                    brackets.pop()
+                break
+            size, callback, goto = rules[~act]
+            if callback is None:
+                # A run of pass-through reductions leaves the stack depth alone, so where it
+                # ends depends only on (state below, state, lookahead): remember it.
+                below = state_stack[-2]
+                key = (below, state_stack[-1], ttype)
+                state = units.get(key)
+                if state is None:
+                    state = units[key] = _unit_chain(tb, below, goto[below], ttype, end_state)
+                state_stack[-1] = state
+                if ttype == "$END" and state == end_state:
+                    return value_stack[-1]
+                acts = actions[state]
+                continue
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            value_stack.append(callback(children))
+            state = goto[state_stack[-1]]
+            state_stack.append(state)
+            if ttype == "$END" and state == end_state:
+                return value_stack[-1]
+            acts = actions[state]
+
+
+def _unit_chain(tb: _Tables, below: Any, state: Any, ttype: str, end_state: Any) -> Any:
+    """Follow pass-through reductions from `state` (reached over `below`) on lookahead ttype."""
+    while not (ttype == "$END" and state == end_state):
+        act = tb.actions[state].get(ttype)
+        if act is None or act >= 0:
+            break
+        _size, callback, goto = tb.rules[~act]
+        if callback is not None:
+            break
+        state = goto[below]
+    return state
+
+
+def _sub_parse(source: str, line: int, col: int) -> A.Expr:
+    """An expression inside '${ }' of a string at (line, col)."""
+    try:
+        return _run(source, "expr")
+    except _ParseError as e:
+        tok = e.token
+        offset = e.pos if tok is None else (len(source) if tok.type == "$END" else tok.pos)
+        span = Span(_TRANSFORMER.file, line, col + offset)
+        if tok is None:
+            raise EvtSyntaxError(span, "in '${...}': " + _bad_char(source, e.pos)) from None
+        found = "'}'" if tok.type == "$END" else _found(tok)
+        raise EvtSyntaxError(
+            span, f"in '${{...}}': expected {_expected_words(e.expected)}, found {found}") from None
+
+
+_TRANSFORMER.sub_parse = _sub_parse
+
+
+def _prepare(text: str) -> str:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def parse_module(text: str, path: str = "<string>") -> A.Module:
+    """Parse a whole file. Raises EvtSyntaxError."""
+    text = _prepare(text)
+    SOURCES.add(path, text)
+    decls = _parse(text + "\n", path, "start")
+    return A.Module(path, tuple(decls), span=Span(path, 1, 1))
+
+
+def parse_repl(text: str, path: str = "<repl>", first_line: int = 1) -> list[A.Node]:
+    """Parse one REPL input (declarations and statements) whose first line is line
+    `first_line` of `path`. Raises EvtSyntaxError, whose `incomplete` says whether more lines
+    could complete the input."""
+    return _parse(_prepare(text) + "\n", path, "repl", first_line)
+
+
+def parse_expr(text: str, path: str = "<string>") -> A.Expr:
+    """Parse one expression (used for --set values)."""
+    return _parse(_prepare(text), path, "expr")
+
+
+def _parse(text: str, path: str, start: str, first_line: int = 1) -> Any:
+    _tables()
+    _TRANSFORMER.file = path
+    _TRANSFORMER.line_base = _TRANSFORMER.col_base = 0
+    # A parse allocates many objects and makes no cycles: the cyclic collector would only
+    # cost time (about 12% of a large parse).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _run(text, start, first_line)
+    except _ParseError as e:
+        raise _syntax_error(e, text, path, first_line) from None
+    except AtToken as e:
+        raise EvtSyntaxError(Span(path, e.tok.line, e.tok.column + e.offset), e.message) from None
+    finally:
+        if collecting:
+            gc.enable()
+
+
+# ---------------------------------------------------------------- errors in words
+
+_PUNCT = {
+    "LBRACE": "'{'", "LMAP": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'",
+    "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "COLON": "':'", "DOT": "'.'",
+    "ASSIGN": "'='", "EQ": "'=='", "NE": "'!='", "LE": "'<='", "GE": "'>='", "LT": "'<'",
+    "GT": "'>'", "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'",
+    "PERCENT": "'%'", "NOT_IN": "'not in'",
+}
+_KINDS = {"NAME": "a name", "STRING": "a string", "NUMBER": "a number",
+          "BYTES": "a bytes literal", "_NL": "the end of the line", "$END": "the end of the file"}
+_EXPR_START = {"NAME", "NUMBER", "STRING", "BYTES", "TRUE", "FALSE", "NULL", "LSQB", "LPAR",
+               "LMAP", "MINUS", "PLUS", "NOT"}
+_OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE", "GT", "GE",
+              "IN", "NOT_IN", "AND", "OR", "LSQB", "DOT"}
+_STMT_START = {"LET", "IF", "WHILE", "FOR", "BREAK", "CONTINUE", "RETURN", "WAIT", "AFTER",
+               "EVERY", "START", "STOP", "SEND", "BROADCAST", "CLOSE", "EMIT", "CHANGE",
+               "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL"}
+_DECL_START = {"CONNECTION", "SERVER", "LET", "FUNC", "ON", "EVERY", "AFTER", "SCENE", "IMPORT"}
+_DECL_WORDS = "connection, server, let, func, on, every, after, scene or import"
+_KEYWORD_TYPES = _STMT_START | _DECL_START | {
+    "PROJECT", "WEBSOCKET", "RECEIVE", "ERROR", "EVENT", "INPUT", "AS", "FROM", "TEXT",
+    "BINARY", "JSON", "ELSE", "IN", "EXCEPT", "WHERE", "WITHIN", "AND", "OR", "NOT", "TRUE",
+    "FALSE", "NULL"}
+_MISSPELLED = {"def": "func", "function": "func", "fn": "func", "fun": "func", "var": "let",
+               "const": "let", "elif": "else if", "elseif": "else if", "elsif": "else if",
+               "connect": "connection", "when": "on", "puts": "print", "echo": "print",
+               "println": "print", "console": "print", "nil": "null", "None": "null",
+               "True": "true", "False": "false", "undefined": "null"}
+
+
+def _word(t: str) -> str:
+    if t in _PUNCT:
+        return _PUNCT[t]
+    if t in _KINDS:
+        return _KINDS[t]
+    return f"'{t.lower()}'"
+
+
+def _found(tok: Tok) -> str:
+    t = tok.type
+    if t in ("_NL", "$END"):
+        if t == "_NL" and tok.value.strip().startswith(";"):
+            return "';'"
+        return _KINDS[t]
+    if t == "ELSE":
+        return "'else'"
+    if t == "NAME":
+        return f"the name '{tok.value}'"
+    if t == "NUMBER":
+        return f"the number {tok.value}"
+    if t in ("STRING", "BYTES"):
+        return "a string" if t == "STRING" else "a bytes literal"
+    if t in _PUNCT:
+        return _PUNCT[t]
+    return f"'{tok.value}'"
+
+
+def _expected_words(expected: set[str]) -> str:
+    exp = set(expected)
+    words: list[str] = []
+    if exp >= _DECL_START - {"LET"} and "SEND" not in exp:
+        return "a declaration (" + _DECL_WORDS + ")"
+    if {"PLUS", "STAR"} <= exp:
+        exp -= _OPERATORS
+        exp.discard("LPAR")
+    if "SEND" in exp and "PRINT" in exp:
+        exp -= _STMT_START | _EXPR_START
+        words.append("a statement")
+    elif {"NAME", "NUMBER", "STRING"} <= exp:
+        exp -= _EXPR_START
+        words.append("an expression")
+    exp.discard("$END") if "_NL" in exp else None
+    order = sorted(exp, key=lambda t: (t in ("_NL", "$END"), _word(t)))
+    words += [_word(t) for t in order]
+    words = list(dict.fromkeys(words))
+    if not words:
+        return "something else"
+    if len(words) == 1:
+        return words[0]
+    if len(words) > 6:
+        return "one of " + ", ".join(words[:6]) + ", ..."
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _bad_char(text: str, pos: int) -> str:
+    ch = text[pos] if pos < len(text) else ""
+    if ch in "\"'":
+        return "this string is never closed (a string ends on its line; write \\n for a newline)"
+    if ch == "b" and text[pos + 1 : pos + 2] in ("\"", "'"):
+        return "this bytes literal is never closed"
+    if ch.isdigit():
+        m = re.match(r"[0-9A-Za-z_.]+", text[pos:])
+        word = m.group(0) if m else ch
+        unit = re.sub(r"^[0-9.]+([eE][+-]?[0-9]+)?", "", word)
+        if unit and not word.startswith(("0x", "0X")):
+            return (f"'{word}' is not a number: unknown unit '{unit}' "
+                    "(units: ms s m h for durations, B KiB MiB GiB for sizes)")
+        return f"'{word}' is not a number"
+    if ch == "!" :
+        return "unexpected '!': write 'not x' to negate, '!=' to compare"
+    if ch in "&|":
+        return f"unexpected '{ch}': write 'and' / 'or'"
+    if ch == "$":
+        return "unexpected '$': '${...}' works only inside a string"
+    if ch == "\t" or ch == " ":
+        return "unexpected whitespace"
+    shown = ch if ch.isprintable() else repr(ch)
+    return f"unexpected character '{shown}'"
+
+
+def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> EvtSyntaxError:
+    stack = e.stack
+    tok = e.token
+    if tok is None:  # no token could be read at e.pos
+        line = text.count("\n", 0, e.pos) + first_line
+        col = e.pos - (text.rfind("\n", 0, e.pos) + 1) + 1
+        return EvtSyntaxError(Span(path, line, col), _bad_char(text, e.pos))
+    t = tok.type
+    expected = set(e.expected)
+    if stack and stack[-1].type != "LBRACE":
+        expected.discard("_NL")  # newlines are dropped inside brackets
+    if t == "$END":
+        if stack:
+            opener = stack[-1]
+            span = Span(path, opener.line, opener.column)
+            return EvtSyntaxError(span, f"this '{opener.value}' is never closed", incomplete=True)
+        return EvtSyntaxError(Span(path, tok.line, tok.column),
+                              f"unexpected end of file: expected {_expected_words(expected)}",
+                              incomplete=True)
+    span = Span(path, tok.line, tok.column)
+    message = f"expected {_expected_words(expected)}, found {_found(tok)}"
+    hint = _hint(tok, expected, stack)
+    if hint:
+        message += "; " + hint
+    at_end = t == "_NL" and not text[tok.end_pos:].strip()
+    return EvtSyntaxError(span, message, incomplete=at_end and bool(
+        expected & (_EXPR_START | {"LBRACE"})))
+
+
+def _hint(tok: Tok, expected: set[str], stack: list[Tok]) -> str:
+    t = tok.type
+    value = str(tok.value)
+    if t == "ASSIGN" and ("EQ" in expected or "LBRACE" in expected):
+        return "to compare, write '=='"
+    if t in _CLOSERS and not stack:
+        return f"this '{value}' has no matching opening bracket"
+    if t == "NAME" and value in _MISSPELLED:
+        return f"did you mean '{_MISSPELLED[value]}'?"
+    if t == "NAME" and expected & _KEYWORD_TYPES:
+        words = [w.lower() for w in expected & _KEYWORD_TYPES if w != "ELSE"]
+        close = difflib.get_close_matches(value, words, n=1, cutoff=0.7)
+        if close:
+            return f"did you mean '{close[0]}'?"
+    if expected >= (_DECL_START - {"LET"}) and "SEND" not in expected and (
+            t in _STMT_START or t == "NAME"):
+        return "statements belong inside a handler, such as 'on project start { ... }'"
+    if t == "LBRACE" and expected & {"NAME", "STRING"} and "LMAP" not in expected:
+        return "is something missing before the '{'?"
+    if t == "_NL" and "LBRACE" in expected:
+        return "a block's '{' must be on the same line"
+    return ""
