@@ -123,9 +123,27 @@ class EvtRuntimeError(EvtError):
     def format(self) -> str:
         where = str(self.span) if self.span is not NOSPAN else "evt"
         out = [f"{where}: runtime error: {self.message}\n", quote_source(self.span)]
-        for fr in self.frames:
-            out.append(f"  in {fr.what} ({fr.span})\n")
+        out += format_frames(self.frames)
         return "".join(out)
+
+
+def format_frames(frames: list[Frame], limit: int = 12) -> list[str]:
+    """The evt-level traceback, innermost first: runs of the same frame (recursion) shown
+    once with a count, and at most `limit` lines in all."""
+    lines: list[str] = []
+    i = 0
+    while i < len(frames):
+        j = i
+        while j + 1 < len(frames) and frames[j + 1] == frames[i]:
+            j += 1
+        lines.append(f"  in {frames[i].what} ({frames[i].span})\n")
+        if j > i:
+            lines.append(f"  ... the same call {j - i} more time{'s' if j - i > 1 else ''}\n")
+        i = j + 1
+    if len(lines) > limit:
+        half = limit // 2
+        lines = [*lines[:half], f"  ... {len(lines) - limit} more\n", *lines[-half:]]
+    return lines
 
 
 class EvtUsageError(EvtError):

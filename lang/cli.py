@@ -1,0 +1,183 @@
+"""The `evt` command: run, check, repl.
+
+Rules of this module:
+- This and the REPL are the only places that print diagnostics and choose exit codes:
+  0 success, 1 script failure, 2 usage error or unreadable file, 3 syntax or check errors,
+  130/143 interrupted (SPEC §10).
+- `evt check` imports only the parser, the checker and the stdlib's signatures, so it starts
+  fast; the event loop and the network stack are imported for `run` and `repl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, NoReturn
+
+from . import ast as A
+
+VERSION = "0.1.0"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="evt", description="Run event scripts for WebSocket work.",
+        epilog="Exit codes: 0 success, 1 script failure, 2 usage error, 3 syntax or check "
+               "errors, 130/143 interrupted.")
+    p.add_argument("--version", action="version", version=f"evt {VERSION}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a script",
+                         description="Run FILE; what follows FILE is the script's `args`.")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a top-level `let` (VALUE is read as an evt literal when it "
+                          "is one, else as a string)")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="print the connection lifecycle to stderr")
+    run.add_argument("--trace", action="store_true", help="print every frame sent and received")
+    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                     help="event loop (default: uvloop where installed)")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
+    check = sub.add_parser("check", help="parse and check scripts, print every problem")
+    check.add_argument("files", nargs="+", metavar="FILE")
+
+    repl = sub.add_parser("repl", help="an interactive session (optionally loading FILE)")
+    repl.add_argument("-v", "--verbose", action="store_true")
+    repl.add_argument("--trace", action="store_true")
+    repl.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    repl.add_argument("file", nargs="?", metavar="FILE")
+    return p
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    opts = _parser().parse_args(argv)
+    if opts.command == "run":
+        code = cmd_run(opts)
+    elif opts.command == "check":
+        code = cmd_check(opts.files)
+    elif opts.command == "repl":
+        from .repl import cmd_repl
+        code = cmd_repl(opts)
+    else:
+        _parser().print_help(sys.stderr)
+        code = 2
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # stdout is gone: keep Python from complaining about it at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(code)
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+    sys.stderr.flush()
+
+
+def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | None, int]:
+    """Parse, follow imports and check. Prints every problem; returns (decls, 0) or
+    (None, exit code)."""
+    from .checker import check
+    from .errors import EvtSyntaxError, EvtUsageError
+    from .loader import load
+
+    try:
+        decls, problems = load(path)
+    except EvtUsageError as e:
+        _err(e.format())
+        return None, 2
+    except EvtSyntaxError as e:
+        _err(e.format())
+        return None, 3
+    problems = problems + check(decls, builtins)
+    if problems:
+        for d in problems:
+            _err(d.format())
+        n = len(problems)
+        _err(f"{n} error{'s' if n != 1 else ''} in {path}")
+        return None, 3
+    return decls, 0
+
+
+def cmd_check(files: list[str]) -> int:
+    import stdlib
+
+    builtins = stdlib.load()
+    worst = 0
+    for path in files:
+        _, code = load_checked(path, builtins)
+        worst = max(worst, code)
+    return worst
+
+
+def parse_set_value(text: str) -> Any:
+    """An evt literal (3, true, [1, 2], "x") when VALUE is one, else the text itself."""
+    from .checker import _NOT_LITERAL, _literal
+    from .errors import EvtSyntaxError
+    from .parser import parse_expr
+
+    try:
+        value = _literal(parse_expr(text, "--set"))
+    except EvtSyntaxError:
+        return text
+    return text if value is _NOT_LITERAL else value
+
+
+def overrides_for(sets: list[str], decls: list[A.Node]) -> dict[str, Any]:
+    """--set NAME=VALUE options -> {name: value}. Raises ValueError with a usage message."""
+    lets = {d.name for d in decls if isinstance(d, A.Let)}
+    out: dict[str, Any] = {}
+    for item in sets:
+        name, eq, value = item.partition("=")
+        if not eq or not name:
+            raise ValueError(f"--set takes NAME=VALUE, got '{item}'")
+        if name not in lets:
+            raise ValueError(f"--set {name}: the script has no top-level 'let {name}'")
+        out[name] = parse_set_value(value)
+    return out
+
+
+def choose_loop(loop: str) -> dict[str, Any]:
+    if loop == "asyncio":
+        return {"use_uvloop": False}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if loop == "uvloop":
+            _err("evt: warning: uvloop is not installed; using asyncio")
+        return {"use_uvloop": False}
+    return {"use_uvloop": True}
+
+
+def cmd_run(opts: argparse.Namespace) -> int:
+    import stdlib
+
+    builtins = stdlib.load()
+    decls, code = load_checked(opts.file, builtins)
+    if decls is None:
+        return code
+    try:
+        overrides = overrides_for(opts.sets, decls)
+    except ValueError as e:
+        _err(f"evt: error: {e}")
+        return 2
+
+    import anyio
+
+    from .interpreter import Runtime
+
+    rt = Runtime(builtins=builtins, args=list(opts.args), verbose=opts.verbose,
+                 trace=opts.trace)
+    inits = rt.install(decls, overrides)
+    try:
+        return anyio.run(rt.main, inits, backend="asyncio",
+                         backend_options=choose_loop(opts.loop))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed
+        return 130

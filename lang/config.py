@@ -1,0 +1,148 @@
+"""The keys of `connection` and `server` blocks: their types, defaults and checks.
+
+Rules of this module:
+- One table per role, the only place where a key is defined. The checker uses it to judge
+  literal values before anything runs; the runtime uses it to judge the evaluated values.
+- A duration is a number of seconds (units are optional: `ping_interval = 20` is 20 seconds),
+  a size a whole number of bytes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .values import type_name
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: str  # string int duration size bool map list
+    default: Any
+    doc: str
+
+
+CLIENT_KEYS: dict[str, Key] = {
+    "url": Key("string", None, "ws:// or wss:// URL with host, optional port and path"),
+    "port": Key("int", None, "overrides the url's port"),
+    "headers": Key("map", {}, "extra handshake headers"),
+    "subprotocols": Key("list", [], "offered subprotocols"),
+    "connect_timeout": Key("duration", 10.0, "TCP + TLS + handshake"),
+    "ping_interval": Key("duration", 20.0, "keep-alive pings; 0 disables"),
+    "ping_timeout": Key("duration", 20.0, "no pong within this: error, then close 1011"),
+    "close_timeout": Key("duration", 5.0, "wait for the peer's close frame, then drop TCP"),
+    "max_message": Key("size", 1024 * 1024, "a larger incoming message closes with 1009"),
+    "max_queue": Key("int", 64, "received messages waiting for handlers before reading pauses"),
+    "compression": Key("bool", False, "negotiate permessage-deflate"),
+    "reconnect": Key("bool", False, "retry with backoff after an unexpected close"),
+    "reconnect_min": Key("duration", 0.5, "shortest wait before a reconnect"),
+    "reconnect_max": Key("duration", 30.0, "longest wait before a reconnect"),
+    "verify_tls": Key("bool", True, "false accepts any certificate"),
+    "ca_file": Key("string", None, "extra trust anchors for wss"),
+}
+
+SERVER_KEYS: dict[str, Key] = {
+    "listen": Key("string", None, '"host:port"; port 0 picks a free port'),
+    "path": Key("string", None, "only this request path is accepted (others: 404)"),
+    "origins": Key("list", None, "allowed Origin values (others: 403)"),
+    "subprotocols": Key("list", [], "supported subprotocols, in preference order"),
+    "max_clients": Key("int", 1024, "more concurrent clients get 503"),
+    "handshake_timeout": Key("duration", 10.0, "a client that does not finish is dropped"),
+    "ping_interval": CLIENT_KEYS["ping_interval"],
+    "ping_timeout": CLIENT_KEYS["ping_timeout"],
+    "close_timeout": CLIENT_KEYS["close_timeout"],
+    "max_message": CLIENT_KEYS["max_message"],
+    "max_queue": CLIENT_KEYS["max_queue"],
+    "compression": CLIENT_KEYS["compression"],
+    "certfile": Key("string", None, "certificate chain (PEM) to serve wss"),
+    "keyfile": Key("string", None, "private key (PEM) to serve wss"),
+}
+
+REQUIRED = {"connection": "url", "server": "listen"}
+
+_KIND_WORDS = {"string": "a string", "int": "an int", "duration": "a duration (seconds)",
+               "size": "a size (bytes)", "bool": "a bool", "map": "a map", "list": "a list"}
+
+
+def keys_for(role: str) -> dict[str, Key]:
+    return CLIENT_KEYS if role == "connection" else SERVER_KEYS
+
+
+def unknown_key_message(role: str, key: str) -> str:
+    known = keys_for(role)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown {role} key '{key}'{hint}"
+
+
+def problem(role: str, key: str, value: Any) -> str | None:
+    """What is wrong with `value` for `key`, or None when it is fine."""
+    spec = keys_for(role)[key]
+    kind = spec.kind
+    t = type(value)
+    if value is None and spec.default is None and key not in REQUIRED.values():
+        return None  # an optional key set to null means "not set"
+    ok = {
+        "string": t is str,
+        "int": t is int,
+        "duration": t in (int, float),
+        "size": t is int or (t is float and value.is_integer()),
+        "bool": t is bool,
+        "map": t is dict,
+        "list": t is list,
+    }[kind]
+    if not ok:
+        return f"'{key}' must be {_KIND_WORDS[kind]}, got {type_name(value)}"
+    if kind in ("duration", "size", "int") and value < 0:
+        return f"'{key}' cannot be negative"
+    if key == "url":
+        return _url_problem(value)
+    if key == "listen":
+        return _listen_problem(value)
+    if key == "port" and not 0 < value < 65536:
+        return f"'port' must be between 1 and 65535, got {value}"
+    if key in ("subprotocols", "origins") and not all(
+            type(x) is str or (key == "origins" and x is None) for x in value):
+        return f"'{key}' must be a list of strings"
+    if key == "headers" and not all(type(k) is str and type(v) in (str, int, float)
+                                    for k, v in value.items()):
+        return "'headers' must map header names to strings"
+    if key == "max_queue" and value < 1:
+        return "'max_queue' must be at least 1"
+    return None
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        return f"bad url '{url}': {e}"
+    if parts.scheme not in ("ws", "wss"):
+        return f"the url must start with ws:// or wss://, got '{url}'"
+    if not parts.hostname:
+        return f"the url has no host: '{url}'"
+    return None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """'host:port' -> (host, port); '[::1]:80' works too. Raises ValueError."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"'listen' must be \"host:port\", got '{listen}'")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"port {number} is out of range")
+    return host or "0.0.0.0", number
+
+
+def _listen_problem(listen: str) -> str | None:
+    try:
+        split_listen(listen)
+    except ValueError as e:
+        return str(e)
+    return None

@@ -1,0 +1,794 @@
+"""The running program: variables, handlers, sources, timers, scenes and lifetime.
+
+Rules of this module (SPEC §7, §8):
+- Events of one source are handled one at a time, in order; different sources run
+  concurrently. A source is one client connection, one peer, one timer, standard input, one
+  watched variable, or the project lifecycle. Handlers of one event run one after the other:
+  project scope first, then the current scene's, each in source order.
+- A runtime error aborts one handler invocation: it is printed and the program goes on; the
+  exit code is then 1.
+- The program ends when `exit` runs, on a signal, or when nothing can fire any more: `alive`
+  counts what could (open or connecting endpoints, pending timers, queued or running handlers,
+  an open stdin with `on input` handlers) and the program ends when it reaches zero.
+- Shutdown: every task is cancelled, the current scene's `on scene stop` runs, then
+  `on project stop`, then every connection is closed with 1001 and a close handshake.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+
+from . import ast as A
+from .checker import valid_close_code
+from .compiler import Compiler, Layout, Scope, waiting_functions
+from .errors import EvtRuntimeError, Frame
+from .runtime import MAX_DEPTH, AssertFailed, ExitRequest, FuncCell, Inv, raise_recursion_limit
+from .values import equals, escape_remote, to_repr, to_str, type_name
+
+_WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket error": "error",
+             "websocket receive": "receive"}
+
+
+class Handler:
+    """A compiled `on ...` declaration."""
+
+    __slots__ = ("as_slot", "body", "event", "from_slot", "is_async", "key", "mode", "scene",
+                 "size", "span", "what")
+
+    def __init__(self, event: A.Event, key: tuple, scene: SceneInfo | None, span: A.Span
+                 ) -> None:
+        self.event = event
+        self.key = key
+        self.scene = scene
+        self.span = span
+        self.mode = event.mode
+        self.what = describe_event(event)
+        self.body: Any = None
+        self.is_async = True
+        self.size = 3
+        self.as_slot: int | None = None
+        self.from_slot: int | None = None
+
+
+def describe_event(ev: A.Event) -> str:
+    parts = ["on", ev.kind]
+    if ev.name is not None:
+        parts.append(ev.name)
+    if ev.mode is not None:
+        parts.append(ev.mode)
+    return " ".join(parts)
+
+
+def event_key(ev: A.Event, scene: SceneInfo | None, rt: Runtime) -> tuple:
+    kind = ev.kind
+    if kind in _WS_KINDS:
+        return ("ws", _WS_KINDS[kind], ev.name)
+    if kind == "event":
+        return ("event", ev.name)
+    if kind == "change":
+        if scene is not None and ev.name in scene.var_slots:
+            return ("change", scene.name, ev.name)
+        return ("change", None, ev.name)
+    return (kind,)
+
+
+class SceneInfo:
+    """A compiled scene: its variables' slots and initialisers, functions, handlers, timers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.var_slots: dict[str, int] = {}
+        self.var_inits: list[tuple[int, Any, int]] = []  # (slot, compiled, frame size)
+        self.watched: list[bool] = []
+        self.func_cells: dict[str, FuncCell] = {}
+        self.handlers: dict[tuple, list[Handler]] = {}
+        self.timers: list[TimerSpec] = []
+
+
+class Activation:
+    """A scene while it is current: its variables and running timers."""
+
+    __slots__ = ("info", "timers", "vars")
+
+    def __init__(self, info: SceneInfo) -> None:
+        self.info = info
+        self.vars: list[Any] = [None] * len(info.var_slots)
+        self.timers: set[TimerHandle] = set()
+
+
+class TimerSpec:
+    """A top-level or scene-level `every`/`after`: a fresh frame for each run."""
+
+    __slots__ = ("body", "interval", "kind", "size", "span", "what")
+
+    def __init__(self, kind: str, interval: Any, body: Any, size: int, span: A.Span) -> None:
+        self.kind = kind
+        self.interval = interval
+        self.body = body
+        self.size = size
+        self.span = span
+        self.what = f"{kind} block"
+
+
+class TimerHandle:
+    """A running timer. `every` runs its block inline in its own task, so a tick that comes
+    due while the previous run is still going is skipped, not piled up."""
+
+    evt_type = "timer"
+    __slots__ = ("activation", "body", "cancelled", "fresh", "kind", "rt", "running", "scope",
+                 "seconds", "span", "what")
+
+    def __init__(self, rt: Runtime, kind: str, seconds: float, body: Any, span: A.Span,
+                 what: str, activation: Activation | None, fresh: bool = False) -> None:
+        self.rt = rt
+        self.kind = kind
+        self.seconds = seconds
+        self.body = body
+        self.span = span
+        self.what = what
+        self.activation = activation
+        self.fresh = fresh
+        self.cancelled = False
+        self.running = False
+        self.scope: anyio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<timer {self.kind} {to_str(self.seconds)}s>"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    def begin(self, frame: list) -> None:
+        rt = self.rt
+        if rt.shutting_down:
+            return
+        (self.activation.timers if self.activation is not None else rt.timers).add(self)
+        rt.hold()
+        rt.spawn(self._run, frame)
+
+    def evt_cancel(self) -> None:
+        self.cancelled = True
+        if not self.running and self.scope is not None:
+            self.scope.cancel()
+
+    async def _run(self, frame: list) -> None:
+        rt = self.rt
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                if self.cancelled:
+                    return
+                if self.kind == "after":
+                    await anyio.sleep(self.seconds)
+                    await self._once(frame)
+                    return
+                due = anyio.current_time() + self.seconds
+                while not self.cancelled:
+                    await anyio.sleep_until(due)
+                    await self._once(frame)
+                    now = anyio.current_time()
+                    due += self.seconds
+                    if due <= now:  # ticks that came due during the run are skipped
+                        skipped = int((now - due) // self.seconds) + 1
+                        due += skipped * self.seconds
+        finally:
+            (self.activation.timers if self.activation is not None else rt.timers).discard(self)
+            rt.release()
+
+    async def _once(self, frame: list) -> None:
+        if self.cancelled or self.rt.shutting_down:
+            return
+        fr = list(frame) if self.fresh else frame
+        fr[0] = Inv(self.rt, self.what, self.span)
+        self.running = True
+        try:
+            await self.rt.run_body(self.body, fr, self.what, self.span)
+        finally:
+            self.running = False
+
+
+class Source:
+    """Serial execution of one source's events: jobs run one at a time, in order."""
+
+    __slots__ = ("busy", "queue", "rt")
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.queue: deque[Callable[[], Awaitable[None]]] = deque()
+        self.busy = False
+
+    def post(self, job: Callable[[], Awaitable[None]]) -> None:
+        rt = self.rt
+        if rt.shutting_down:
+            return
+        self.queue.append(job)
+        rt.hold()
+        if not self.busy:
+            self.busy = True
+            rt.spawn(self._drain)
+
+    async def _drain(self) -> None:
+        rt = self.rt
+        try:
+            while self.queue:
+                job = self.queue.popleft()
+                try:
+                    await job()
+                finally:
+                    rt.release()
+        finally:
+            self.busy = False
+
+
+class Runtime:
+    """One running evt program (a script, or a REPL session)."""
+
+    def __init__(self, *, builtins: dict[str, Any], args: list[str] | None = None,
+                 out: TextIO | None = None, err: TextIO | None = None, verbose: bool = False,
+                 trace: bool = False, repl: bool = False) -> None:
+        raise_recursion_limit()
+        self.builtins = builtins
+        self.out = out
+        self.err = err
+        self.verbose = verbose
+        self.trace = trace
+        self.repl = repl
+        self.globals: list[Any] = []
+        self.global_slots: dict[str, int] = {}
+        self.watched: list[bool] = []
+        self.funcs: dict[str, FuncCell] = {}
+        self.scenes: dict[str, SceneInfo] = {}
+        self.handlers: dict[tuple, list[Handler]] = {}
+        self.endpoints: dict[str, Any] = {}
+        self.current: Activation | None = None
+        self.timers: set[TimerHandle] = set()
+        self.top_timers: list[TimerSpec] = []
+        self.lifecycle = Source(self)
+        self.change_sources: dict[tuple, Source] = {}
+        self.input_source = Source(self)
+        self.wants_input = False
+        self.message_seq = 0
+        self.expecting = 0
+        self.alive = 0
+        self.failed = False
+        self.exit_code: int | None = None
+        self.signal_code: int | None = None
+        self.shutting_down = False
+        self.done = anyio.Event()
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.compiler = Compiler(self, builtins)
+        self.declare_global("args", list(args or []))
+
+    # ------------------------------------------------------------ output
+
+    def write(self, text: str) -> None:
+        out = self.out or sys.stdout
+        try:
+            out.write(text + "\n")
+            out.flush()
+        except BrokenPipeError:
+            self._output_closed()
+
+    def echo(self, value: Any) -> None:
+        """The REPL shows the value of a bare expression in literal form (null is not shown)."""
+        if value is not None:
+            self.write(to_repr(value))
+
+    def diag(self, text: str) -> None:
+        err = self.err or sys.stderr
+        try:
+            err.write(text if text.endswith("\n") else text + "\n")
+            err.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def log(self, text: str) -> None:
+        """A lifecycle line for -v (and `listening on` lines, which always show)."""
+        self.diag(text)
+
+    def _output_closed(self) -> None:
+        # stdout went away (`evt run x | head`): stop writing and end quietly
+        self.out = open(__import__("os").devnull, "w")
+        self.request_exit(None)
+
+    # ------------------------------------------------------------ declarations
+
+    def declare_global(self, name: str, value: Any = None) -> int:
+        index = self.global_slots.get(name)
+        if index is None:
+            index = len(self.globals)
+            self.global_slots[name] = index
+            self.globals.append(value)
+            self.watched.append(False)
+        else:
+            self.globals[index] = value
+        return index
+
+    def endpoint(self, name: str) -> Any:
+        return self.endpoints.get(name)
+
+    def install(self, decls: list[A.Node], overrides: dict[str, Any] | None = None
+                ) -> list[tuple[int, Any]]:
+        """Compile declarations into this runtime. Returns the project variable initialisers
+        to run, in order: (slot, compiled expression or a constant override)."""
+        from .ws import make_endpoint
+
+        overrides = overrides or {}
+        lets = [d for d in decls if isinstance(d, A.Let)]
+        for d in lets:
+            self.declare_global(d.name)
+        for d in decls:
+            if isinstance(d, A.Connection | A.Server):
+                self.endpoints[d.name] = make_endpoint(self, d)
+        funcs: dict[Any, A.Func] = {}
+        scene_decls = [d for d in decls if isinstance(d, A.Scene)]
+        for d in decls:
+            if isinstance(d, A.Func):
+                funcs[d.name] = d
+        for s in scene_decls:
+            for item in s.items:
+                if isinstance(item, A.Func):
+                    funcs[(s.name, item.name)] = item
+        waiting = waiting_functions(funcs, force=self.repl)
+        for key, f in funcs.items():
+            cell = FuncCell(f.name, len(f.params), key in waiting, f.span)
+            if isinstance(key, tuple):
+                self.scenes.setdefault(key[0], SceneInfo(key[0])).func_cells[f.name] = cell
+            else:
+                old = self.funcs.get(f.name)
+                if old is not None and self.repl:
+                    old.is_async, old.nparams, old.span = cell.is_async, cell.nparams, cell.span
+                    cell = old
+                self.funcs[f.name] = cell
+        for s in scene_decls:
+            self._scene_vars(s)
+        inits: list[tuple[int, Any]] = []
+        for d in lets:
+            slot = self.global_slots[d.name]
+            if d.name in overrides:
+                inits.append((slot, ((lambda fr, v=overrides[d.name]: v), False)))
+            else:
+                assert isinstance(d.value, A.Expr)
+                inits.append((slot, self.compiler.expr_in(d.value, Scope(Layout(), None,
+                                                                         "init", "let"))))
+        for d in decls:
+            if isinstance(d, A.Func):
+                self._compile_func(self.funcs[d.name], d, None)
+            elif isinstance(d, A.Handler):
+                self._add_handler(d, None)
+            elif isinstance(d, A.Timer):
+                self.top_timers.append(self._timer_spec(d, None))
+            elif isinstance(d, A.Scene):
+                self._compile_scene(d)
+            elif isinstance(d, A.Connection | A.Server):
+                self.endpoints[d.name].compile_config(self.compiler)
+        self._update_watched()
+        return inits
+
+    def _scene_vars(self, s: A.Scene) -> None:
+        info = self.scenes.setdefault(s.name, SceneInfo(s.name))
+        info.var_slots = {}
+        for item in s.items:
+            if isinstance(item, A.Let) and item.name not in info.var_slots:
+                info.var_slots[item.name] = len(info.var_slots)
+        info.watched = [False] * len(info.var_slots)
+
+    def _compile_scene(self, s: A.Scene) -> None:
+        info = self.scenes[s.name]
+        info.var_inits = []
+        info.handlers = {}
+        info.timers = []
+        for item in s.items:
+            if isinstance(item, A.Let):
+                assert isinstance(item.value, A.Expr)
+                layout = Layout()
+                compiled = self.compiler.expr_in(item.value, Scope(layout, info, "init", "let"))
+                info.var_inits.append((info.var_slots[item.name], compiled, layout.size))
+            elif isinstance(item, A.Func):
+                self._compile_func(info.func_cells[item.name], item, info)
+            elif isinstance(item, A.Handler):
+                self._add_handler(item, info)
+            elif isinstance(item, A.Timer):
+                info.timers.append(self._timer_spec(item, info))
+
+    def _compile_func(self, cell: FuncCell, d: A.Func, scene: SceneInfo | None) -> None:
+        scope = Scope(Layout(), scene, "func", f"func {d.name}")
+        (body, is_async), _, size = self.compiler.body(d.body, scope, d.params)
+        if is_async and not cell.is_async:  # REPL: a redefinition may start to wait
+            cell.is_async = True
+        cell.body, cell.size = body, size
+        if cell.is_async and not is_async:
+            sync_body = body
+
+            async def as_async(fr: list) -> Any:
+                return sync_body(fr)
+            cell.body = as_async
+
+    def _add_handler(self, d: A.Handler, scene: SceneInfo | None) -> Handler:
+        key = event_key(d.event, scene, self)
+        h = Handler(d.event, key, scene, d.span)
+        scope = Scope(Layout(), scene, "handler", h.what)
+        (h.body, h.is_async), slots, h.size = self.compiler.body(
+            d.body, scope, (d.event.as_name, d.event.from_name))
+        h.as_slot, h.from_slot = slots
+        table = scene.handlers if scene is not None else self.handlers
+        table.setdefault(key, []).append(h)
+        if key == ("input",):
+            self.wants_input = True
+        return h
+
+    def _timer_spec(self, t: A.Timer, scene: SceneInfo | None) -> TimerSpec:
+        interval = self.compiler.expr_in(t.interval, Scope(Layout(), scene, "init", "timer"))
+        scope = Scope(Layout(), scene, "timer", f"{t.kind} block")
+        body, _, size = self.compiler.body(t.body, scope)
+        return TimerSpec(t.kind, interval, body, size, t.span)
+
+    def _update_watched(self) -> None:
+        keys = set(self.handlers)
+        for info in self.scenes.values():
+            keys.update(info.handlers)
+        for key in keys:
+            if key[0] != "change":
+                continue
+            if key[1] is None:
+                index = self.global_slots.get(key[2])
+                if index is not None:
+                    self.watched[index] = True
+            else:
+                info = self.scenes[key[1]]
+                info.watched[info.var_slots[key[2]]] = True
+
+    # ------------------------------------------------------------ liveness and tasks
+
+    def hold(self) -> None:
+        self.alive += 1
+
+    def release(self) -> None:
+        self.alive -= 1
+        if self.alive <= 0 and not self.repl:
+            self.done.set()
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        assert self.tg is not None
+        self.tg.start_soon(fn, *args)
+
+    def request_exit(self, code: int | None) -> None:
+        if self.exit_code is None:
+            self.exit_code = code if code is not None else -1
+        self.done.set()
+
+    def final_code(self) -> int:
+        if self.signal_code is not None:
+            return self.signal_code
+        if self.exit_code is not None and self.exit_code >= 0:
+            return self.exit_code
+        return 1 if self.failed else 0
+
+    async def sleep(self, seconds: float) -> None:
+        await anyio.sleep(seconds)
+
+    # ------------------------------------------------------------ running handlers
+
+    async def run_body(self, body: Any, fr: list, what: str, span: A.Span) -> None:
+        """Run a compiled body; report what goes wrong, never raise (but cancellation)."""
+        fn, is_async = body
+        try:
+            if is_async:
+                await fn(fr)
+            else:
+                fn(fr)
+        except EvtRuntimeError as e:
+            self.report(e, what, span)
+        except ExitRequest as e:
+            self.request_exit(e.code)
+        except AssertFailed as e:
+            self.assertion(e)
+        except RecursionError:
+            self.report(EvtRuntimeError("too much recursion (the interpreter's stack is full)",
+                                        span), what, span)
+        except Exception:  # a bug of ours: show it, and keep the program going
+            self.internal_error(what)
+
+    async def run_handler(self, h: Handler, value: Any, peer: Any, depth: int = 0,
+                          activation: Activation | None = None) -> None:
+        fr: list[Any] = [None] * h.size
+        fr[0] = Inv(self, h.what, h.span, depth)
+        if h.scene is not None:
+            act = activation if activation is not None else self.current
+            fr[1] = act.vars if act is not None else []
+        if h.as_slot is not None:
+            fr[h.as_slot] = value
+        if h.from_slot is not None:
+            fr[h.from_slot] = peer
+        await self.run_body((h.body, h.is_async), fr, h.what, h.span)
+
+    async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0
+                       ) -> None:
+        """Run every handler of an event, project scope first, then the current scene's."""
+        for h in self.handlers.get(key, ()):
+            if self.shutting_down and key[0] != "project stop":
+                return
+            await self.run_handler(h, value, peer, depth)
+        act = self.current
+        if act is not None:
+            for h in act.info.handlers.get(key, ()):
+                if self.current is not act or (self.shutting_down and key[0] != "scene stop"):
+                    return
+                await self.run_handler(h, value, peer, depth, act)
+
+    def has_handlers(self, key: tuple) -> bool:
+        if key in self.handlers:
+            return True
+        act = self.current
+        return act is not None and key in act.info.handlers
+
+    def report(self, e: EvtRuntimeError, what: str, span: A.Span) -> None:
+        self.failed = True
+        e.frames.append(Frame(what, span))
+        self.diag(e.format())
+
+    def assertion(self, e: AssertFailed) -> None:
+        self.failed = True
+        from .errors import quote_source
+        self.diag(f"{e.span}: assertion failed: {e.message}\n{quote_source(e.span)}")
+        self.request_exit(1)
+
+    def internal_error(self, what: str) -> None:
+        self.failed = True
+        self.diag(f"evt: internal error in {what} (a bug in evt, please report it):\n"
+                  + traceback.format_exc())
+
+    # ------------------------------------------------------------ variables
+
+    def global_changed(self, index: int, old: Any, new: Any) -> None:
+        if equals(old, new):
+            return
+        name = next(n for n, i in self.global_slots.items() if i == index)
+        self._post_change(("change", None, name), new)
+
+    def scene_var_changed(self, info: SceneInfo, index: int, old: Any, new: Any) -> None:
+        if equals(old, new):
+            return
+        name = next(n for n, i in info.var_slots.items() if i == index)
+        self._post_change(("change", info.name, name), new)
+
+    def _post_change(self, key: tuple, value: Any) -> None:
+        source = self.change_sources.get(key)
+        if source is None:
+            source = self.change_sources[key] = Source(self)
+        source.post(lambda: self.dispatch(key, value))
+
+    # ------------------------------------------------------------ statements
+
+    async def emit(self, name: str, value: Any, inv: Inv, span: A.Span) -> None:
+        if inv.depth >= MAX_DEPTH:
+            raise EvtRuntimeError(f"too much recursion: emit nested more than {MAX_DEPTH} deep",
+                                  span)
+        await self.dispatch(("event", name), value, None, inv.depth + 1)
+
+    async def change_scene(self, name: str, inv: Inv | None, span: A.Span) -> None:
+        info = self.scenes.get(name)
+        if info is None:
+            raise EvtRuntimeError(f"unknown scene '{name}'", span)
+        depth = inv.depth + 1 if inv is not None else 0
+        if depth >= MAX_DEPTH:
+            raise EvtRuntimeError("too much recursion: scene changes nested too deep", span)
+        old = self.current
+        if old is not None:
+            await self._scene_event(old, "scene stop", depth)
+            for t in list(old.timers):
+                t.evt_cancel()
+            if self.current is old:
+                self.current = None
+        act = Activation(info)
+        self.current = act
+        if self.verbose:
+            self.log(f"scene: {name}")
+        for slot, (fn, is_async), size in info.var_inits:
+            fr: list[Any] = [None] * size
+            fr[0] = inv if inv is not None else Inv(self, f"scene {name}", span)
+            fr[1] = act.vars
+            act.vars[slot] = (await fn(fr)) if is_async else fn(fr)
+        for spec in info.timers:
+            self._start_timer_spec(spec, act)
+        await self._scene_event(act, "scene start", depth)
+
+    async def _scene_event(self, act: Activation, kind: str, depth: int) -> None:
+        for h in act.info.handlers.get((kind,), ()):
+            await self.run_handler(h, None, None, depth, act)
+
+    def new_timer(self, kind: str, seconds: float, body: Any, span: A.Span, what: str,
+                  scene_vars: Any) -> TimerHandle:
+        act = self.current if self.current is not None and self.current.vars is scene_vars \
+            else None
+        return TimerHandle(self, kind, seconds, body, span, what, act)
+
+    def _start_timer_spec(self, spec: TimerSpec, act: Activation | None) -> None:
+        fn, is_async = spec.interval
+        fr: list[Any] = [None] * max(spec.size, 3)
+        fr[0] = Inv(self, spec.what, spec.span)
+        fr[1] = act.vars if act is not None else None
+        try:
+            if is_async:
+                raise EvtRuntimeError("a timer's interval cannot call a function that waits",
+                                      spec.span)
+            from .ops import duration
+            seconds = duration(fn(fr), spec.kind, spec.span, allow_zero=spec.kind == "after")
+        except EvtRuntimeError as e:
+            self.report(e, spec.what, spec.span)
+            return
+        handle = TimerHandle(self, spec.kind, seconds, spec.body, spec.span, spec.what, act,
+                             fresh=True)
+        handle.begin(fr)
+
+    # -- network statements, dispatched to the endpoint objects (lang.ws)
+
+    def describe(self, target: Any) -> str:
+        return getattr(target, "label", None) or type_name(target)
+
+    def _need(self, target: Any, method: str, verb: str, wanted: str, span: A.Span) -> Any:
+        fn = getattr(target, method, None)
+        if fn is None:
+            raise EvtRuntimeError(f"'{verb}' needs {wanted}, got {type_name(target)}", span)
+        return fn
+
+    async def start(self, target: Any, span: A.Span) -> None:
+        await self._need(target, "evt_start", "start", "a connection or a server", span)(span)
+
+    async def stop(self, target: Any, span: A.Span) -> None:
+        await self._need(target, "evt_stop", "stop", "a connection or a server", span)(span)
+
+    async def send(self, target: Any, value: Any, mode: str | None, inv: Inv, span: A.Span
+                   ) -> None:
+        await self._need(target, "evt_send", "send", "a connection or a peer", span)(
+            value, mode, inv, span)
+
+    async def broadcast(self, target: Any, value: Any, mode: str | None, except_: Any,
+                        span: A.Span) -> None:
+        await self._need(target, "evt_broadcast", "broadcast", "a server", span)(
+            value, mode, except_, span)
+
+    async def close(self, target: Any, code: Any, reason: Any, span: A.Span) -> None:
+        fn = self._need(target, "evt_close", "close", "a connection or a peer", span)
+        if not valid_close_code(code):
+            raise EvtRuntimeError(f"{to_str(code)} is not a close code a script may send "
+                                  "(1000, 1001, 1003, 1007-1014, or 3000-4999)", span)
+        if type(reason) is not str:
+            raise EvtRuntimeError(f"a close reason must be a string, got {type_name(reason)}",
+                                  span)
+        if len(reason.encode("utf-8")) > 123:
+            raise EvtRuntimeError("a close reason can be at most 123 bytes of UTF-8", span)
+        await fn(code, reason, span)
+
+    async def expect(self, inv: Inv, target: Any, mode: str | None,
+                     matches: Callable[[Any], Awaitable[bool]], seconds: float, span: A.Span
+                     ) -> tuple[bool, Any]:
+        fn = self._need(target, "evt_expect", "expect", "a connection or a peer", span)
+        return await fn(inv, mode, matches, seconds, span)
+
+    # ------------------------------------------------------------ the program's life
+
+    async def initialise(self, inits: list[tuple[int, Any]]) -> bool:
+        """Project variables, then configurations. False when one of them failed."""
+        fr: list[Any] = [None] * 64
+        fr[0] = Inv(self, "project initialisation", A.NOSPAN)
+        for slot, (fn, is_async) in inits:
+            try:
+                self.globals[slot] = (await fn(fr)) if is_async else fn(fr)
+            except EvtRuntimeError as e:
+                name = next(n for n, i in self.global_slots.items() if i == slot)
+                self.report(e, f"the initial value of '{name}'", e.span)
+                return False
+        for ep in self.endpoints.values():
+            try:
+                await ep.evaluate_config(fr)
+            except EvtRuntimeError as e:
+                self.report(e, f"the configuration of '{ep.name}'", ep.span)
+                return False
+        return True
+
+    def start_activity(self) -> None:
+        """Top-level timers, standard input, then `on project start`."""
+        for spec in self.top_timers:
+            self._start_timer_spec(spec, None)
+        if self.wants_input:
+            self._start_input()
+        self.lifecycle.post(lambda: self.dispatch(("project start",)))
+
+    async def main(self, inits: list[tuple[int, Any]], handle_signals: bool = True) -> int:
+        """Run the program to its end; return the exit code."""
+        async with anyio.create_task_group() as outer:
+            if handle_signals:
+                outer.start_soon(self._watch_signals)
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                self.hold()  # held until start-up is over, so the program cannot end early
+                try:
+                    if not await self.initialise(inits):
+                        self.request_exit(1)
+                    else:
+                        self.start_activity()
+                finally:
+                    self.release()
+                await self.done.wait()
+                tg.cancel_scope.cancel()
+            await self.shutdown()
+            outer.cancel_scope.cancel()
+        return self.final_code()
+
+    async def shutdown(self) -> None:
+        """After all activity is cancelled: scene stop, project stop, close everything."""
+        self.shutting_down = True
+        for t in list(self.timers):
+            t.evt_cancel()
+        with anyio.CancelScope() as scope:
+            self._shutdown_scope = scope
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                act = self.current
+                if act is not None:
+                    await self._scene_event(act, "scene stop", 0)
+                await self.dispatch(("project stop",))
+                self.current = None
+                for ep in list(self.endpoints.values()):
+                    tg.start_soon(ep.shutdown)
+
+    async def _watch_signals(self) -> None:
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return
+        with receiver as signals:
+            async for signum in signals:
+                code = 130 if signum == signal.SIGINT else 143
+                if self.signal_code is None:
+                    self.signal_code = code
+                    if self.verbose:
+                        self.log(f"evt: {signal.Signals(signum).name}: shutting down")
+                    self.done.set()
+                else:  # a second signal: stop waiting for anything
+                    scope = getattr(self, "_shutdown_scope", None)
+                    if scope is not None:
+                        scope.cancel()
+
+    # ------------------------------------------------------------ standard input
+
+    def _start_input(self) -> None:
+        self.hold()
+        token = anyio.lowlevel.current_token()
+        thread = threading.Thread(target=self._read_input, args=(token,), daemon=True,
+                                  name="evt stdin")
+        thread.start()
+
+    def _read_input(self, token: Any) -> None:
+        stream = sys.stdin
+        try:
+            while True:
+                line = stream.readline()
+                if not line:
+                    break
+                text = line[:-1] if line.endswith("\n") else line
+                anyio.from_thread.run_sync(self._post_input, text, token=token)
+        except Exception:  # the loop is gone (program ended) or stdin failed
+            pass
+        try:
+            anyio.from_thread.run_sync(self.release, token=token)
+        except Exception:
+            pass
+
+    def _post_input(self, line: str) -> None:
+        self.input_source.post(lambda: self.dispatch(("input",), line))
+
+
+def safe_text(text: str) -> str:
+    return escape_remote(text)

@@ -1,0 +1,74 @@
+"""Small runtime types shared by the compiler and the interpreter.
+
+Rules of this module:
+- An Inv is one handler invocation (or one run of a timer block): it carries the recursion
+  depth and what `expect` has seen. Frames point to it from slot 0.
+- ExitRequest and AssertFailed are control flow, not errors: they end the program through the
+  normal shutdown.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import anyio.lowlevel
+
+from .ast import Span
+
+# Deep recursion is a runtime error, not a crash: evt calls nest at most MAX_DEPTH deep, and
+# Python's own limit is raised so that this is always reached first.
+MAX_DEPTH = 400
+PY_RECURSION_LIMIT = 12000
+
+
+def raise_recursion_limit() -> None:
+    if sys.getrecursionlimit() < PY_RECURSION_LIMIT:
+        sys.setrecursionlimit(PY_RECURSION_LIMIT)
+
+
+checkpoint = anyio.lowlevel.checkpoint
+
+
+class Inv:
+    """One invocation of a handler, a function's caller chain, or a timer block run."""
+
+    __slots__ = ("depth", "marks", "rt", "span", "start_seq", "taken", "what")
+
+    def __init__(self, rt: Any, what: str, span: Span, depth: int = 0) -> None:
+        self.rt = rt
+        self.what = what
+        self.span = span
+        self.depth = depth
+        self.marks: dict[Any, int] | None = None  # expect: per target, the seq of the last send
+        self.taken: set[int] | None = None  # expect: messages already matched
+        self.start_seq = rt.message_seq
+
+
+class FuncCell:
+    """A user function, looked up by its call sites at run time (the REPL may redefine it)."""
+
+    __slots__ = ("body", "is_async", "name", "nparams", "size", "span")
+
+    def __init__(self, name: str, nparams: int, is_async: bool, span: Span) -> None:
+        self.name = name
+        self.nparams = nparams
+        self.is_async = is_async
+        self.span = span
+        self.body: Any = None
+        self.size = 3
+
+
+class ExitRequest(Exception):  # control flow, not an error
+    """`exit [code]`: run the shutdown and end with code (None: 0, or 1 after errors)."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class AssertFailed(Exception):  # control flow, not an error
+    def __init__(self, message: str, span: Span) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
