@@ -46,7 +46,7 @@ Compiled = tuple[Fn, bool]  # (closure, is_async)
 
 # ---------------------------------------------------------------- which bodies wait
 
-_WAITING_STMTS = (A.Wait, A.Start, A.Stop, A.Send, A.Broadcast, A.Close, A.Expect, A.Emit,
+WAITING_STMTS = (A.Wait, A.Start, A.Stop, A.Send, A.Broadcast, A.Close, A.Expect, A.Emit,
                   A.ChangeScene, A.While, A.For)
 
 
@@ -67,39 +67,62 @@ def _walk(node: Any) -> Any:
                 stack.extend(x for x in v if isinstance(x, A.Node))
 
 
-def waiting_functions(funcs: dict[Any, A.Func], force: bool = False) -> set[Any]:
-    """Keys of the functions that must be async: they wait themselves or call one that does.
-    `funcs` maps a key (name, or (scene, name)) to the declaration; calls resolve through
-    `resolve(key_of_caller, name)`."""
+def functions_with(funcs: dict[Any, A.Func], kinds: tuple[type, ...], force: bool = False
+                   ) -> set[Any]:
+    """Keys of the functions whose body contains a node of `kinds`, or calls (transitively) a
+    function that does. `funcs` maps a key (a name, or (scene, name) for a scene's function)
+    to its declaration; a call inside a scene resolves to the scene's function first."""
     if force:
         return set(funcs)
-    direct: set[Any] = set()
+    result: set[Any] = set()
     calls: dict[Any, set[str]] = {}
     for key, f in funcs.items():
         names: set[str] = set()
         for n in _walk(f.body):
-            if isinstance(n, _WAITING_STMTS):
-                direct.add(key)
+            if isinstance(n, kinds):
+                result.add(key)
             elif isinstance(n, A.Call):
                 names.add(n.name)
         calls[key] = names
-
-    def resolve(key: Any, name: str) -> Any:
-        if isinstance(key, tuple) and (key[0], name) in funcs:
-            return (key[0], name)
-        return name if name in funcs else None
-
-    result = set(direct)
     changed = True
     while changed:
         changed = False
         for key, names in calls.items():
-            if key in result:
-                continue
-            if any(resolve(key, n) in result for n in names):
+            if key not in result and any(
+                    _resolve_call(funcs, key, n) in result for n in names):
                 result.add(key)
                 changed = True
     return result
+
+
+def _resolve_call(funcs: dict[Any, A.Func], caller: Any, name: str) -> Any:
+    scene = caller[0] if isinstance(caller, tuple) else None
+    if scene is not None and (scene, name) in funcs:
+        return (scene, name)
+    return name if name in funcs else None
+
+
+def body_has(node: A.Node, kinds: tuple[type, ...], flagged: set[Any], scene: str | None,
+             funcs: dict[Any, A.Func]) -> bool:
+    """Whether a body (not entering timer blocks) contains a node of `kinds` or calls a
+    flagged function."""
+    for n in _walk(node):
+        if isinstance(n, kinds):
+            return True
+        if isinstance(n, A.Call) and _resolve_call(funcs, (scene,) if scene else None,
+                                                   n.name) in flagged:
+            return True
+    return False
+
+
+def waiting_functions(funcs: dict[Any, A.Func], force: bool = False) -> set[Any]:
+    """Functions that must be async: they wait themselves or call one that does."""
+    return functions_with(funcs, WAITING_STMTS, force)
+
+
+# Statements that may keep a handler waiting for long (while a receive handler waits, its
+# connection would not be read if the handler ran in the reader): such handlers are queued.
+BLOCKING_STMTS = (A.Wait, A.Expect, A.Emit, A.ChangeScene)
 
 
 # ---------------------------------------------------------------- frame layout
@@ -467,10 +490,12 @@ class Compiler:
             self.scope = saved
         rt = self.rt
         kind, span = t.kind, t.span
+        scene = self.scope.scene
+        uses_expect = rt.uses_expect(t.body, scene.name if scene is not None else None)
 
         def start(fr: list, seconds: Any) -> None:
             seconds = ops.duration(seconds, kind, span, allow_zero=(kind == "after"))
-            handle = rt.new_timer(kind, seconds, body, span, f"{kind} block", fr[1])
+            handle = rt.new_timer(kind, seconds, body, span, f"{kind} block", fr[1], uses_expect)
             if slot is not None:
                 fr[slot] = handle
             elif store is not None:

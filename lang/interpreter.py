@@ -30,7 +30,15 @@ import anyio.lowlevel
 
 from . import ast as A
 from .checker import valid_close_code
-from .compiler import Compiler, Layout, Scope, waiting_functions
+from .compiler import (
+    BLOCKING_STMTS,
+    Compiler,
+    Layout,
+    Scope,
+    body_has,
+    functions_with,
+    waiting_functions,
+)
 from .errors import EvtRuntimeError, Frame
 from .runtime import MAX_DEPTH, AssertFailed, ExitRequest, FuncCell, Inv, raise_recursion_limit
 from .values import equals, escape_remote, to_repr, to_str, type_name
@@ -42,8 +50,8 @@ _WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket er
 class Handler:
     """A compiled `on ...` declaration."""
 
-    __slots__ = ("as_slot", "body", "event", "from_slot", "is_async", "key", "mode", "scene",
-                 "size", "span", "what")
+    __slots__ = ("as_slot", "blocks", "body", "event", "from_slot", "is_async", "key", "mode",
+                 "scene", "size", "span", "uses_expect", "what")
 
     def __init__(self, event: A.Event, key: tuple, scene: SceneInfo | None, span: A.Span
                  ) -> None:
@@ -58,6 +66,8 @@ class Handler:
         self.size = 3
         self.as_slot: int | None = None
         self.from_slot: int | None = None
+        self.blocks = True  # may wait for long: never run inside a connection's reader
+        self.uses_expect = True
 
 
 def describe_event(ev: A.Event) -> str:
@@ -109,9 +119,11 @@ class Activation:
 class TimerSpec:
     """A top-level or scene-level `every`/`after`: a fresh frame for each run."""
 
-    __slots__ = ("body", "interval", "kind", "size", "span", "what")
+    __slots__ = ("body", "interval", "kind", "size", "span", "uses_expect", "what")
 
-    def __init__(self, kind: str, interval: Any, body: Any, size: int, span: A.Span) -> None:
+    def __init__(self, kind: str, interval: Any, body: Any, size: int, span: A.Span,
+                 uses_expect: bool = True) -> None:
+        self.uses_expect = uses_expect
         self.kind = kind
         self.interval = interval
         self.body = body
@@ -126,11 +138,13 @@ class TimerHandle:
 
     evt_type = "timer"
     __slots__ = ("activation", "body", "cancelled", "fresh", "kind", "rt", "running", "scope",
-                 "seconds", "span", "what")
+                 "seconds", "span", "uses_expect", "what")
 
     def __init__(self, rt: Runtime, kind: str, seconds: float, body: Any, span: A.Span,
-                 what: str, activation: Activation | None, fresh: bool = False) -> None:
+                 what: str, activation: Activation | None, fresh: bool = False,
+                 uses_expect: bool = True) -> None:
         self.rt = rt
+        self.uses_expect = uses_expect
         self.kind = kind
         self.seconds = seconds
         self.body = body
@@ -188,13 +202,18 @@ class TimerHandle:
     async def _once(self, frame: list) -> None:
         if self.cancelled or self.rt.shutting_down:
             return
+        rt = self.rt
         fr = list(frame) if self.fresh else frame
-        fr[0] = Inv(self.rt, self.what, self.span)
+        fr[0] = Inv(rt, self.what, self.span)
         self.running = True
+        if self.uses_expect:
+            rt.expect_active += 1
         try:
-            await self.rt.run_body(self.body, fr, self.what, self.span)
+            await rt.run_body(self.body, fr, self.what, self.span)
         finally:
             self.running = False
+            if self.uses_expect:
+                rt.expect_active -= 1
 
 
 class Source:
@@ -258,7 +277,10 @@ class Runtime:
         self.input_source = Source(self)
         self.wants_input = False
         self.message_seq = 0
-        self.expecting = 0
+        self.expect_active = 0  # running invocations that may `expect`: channels keep a log
+        self.fn_decls: dict[Any, A.Func] = {}
+        self.blocking_funcs: set[Any] = set()
+        self.expect_funcs: set[Any] = set()
         self.alive = 0
         self.failed = False
         self.exit_code: int | None = None
@@ -339,8 +361,14 @@ class Runtime:
             for item in s.items:
                 if isinstance(item, A.Func):
                     funcs[(s.name, item.name)] = item
+        self.fn_decls.update(funcs)
+        funcs = self.fn_decls
         waiting = waiting_functions(funcs, force=self.repl)
+        self.blocking_funcs = functions_with(funcs, BLOCKING_STMTS, force=self.repl)
+        self.expect_funcs = functions_with(funcs, (A.Expect,), force=self.repl)
         for key, f in funcs.items():
+            if self.funcs.get(key) is not None and not self.repl:
+                continue
             cell = FuncCell(f.name, len(f.params), key in waiting, f.span)
             if isinstance(key, tuple):
                 self.scenes.setdefault(key[0], SceneInfo(key[0])).func_cells[f.name] = cell
@@ -373,6 +401,7 @@ class Runtime:
             elif isinstance(d, A.Connection | A.Server):
                 self.endpoints[d.name].compile_config(self.compiler)
         self._update_watched()
+        self._update_inline()
         return inits
 
     def _scene_vars(self, s: A.Scene) -> None:
@@ -421,6 +450,10 @@ class Runtime:
         (h.body, h.is_async), slots, h.size = self.compiler.body(
             d.body, scope, (d.event.as_name, d.event.from_name))
         h.as_slot, h.from_slot = slots
+        scene_name = scene.name if scene is not None else None
+        h.blocks = self.repl or body_has(d.body, BLOCKING_STMTS, self.blocking_funcs,
+                                         scene_name, self.fn_decls)
+        h.uses_expect = self.uses_expect(d.body, scene_name)
         table = scene.handlers if scene is not None else self.handlers
         table.setdefault(key, []).append(h)
         if key == ("input",):
@@ -431,7 +464,21 @@ class Runtime:
         interval = self.compiler.expr_in(t.interval, Scope(Layout(), scene, "init", "timer"))
         scope = Scope(Layout(), scene, "timer", f"{t.kind} block")
         body, _, size = self.compiler.body(t.body, scope)
-        return TimerSpec(t.kind, interval, body, size, t.span)
+        return TimerSpec(t.kind, interval, body, size, t.span,
+                         self.uses_expect(t.body, scene.name if scene else None))
+
+    def uses_expect(self, body: A.Block, scene: str | None) -> bool:
+        return self.repl or body_has(body, (A.Expect,), self.expect_funcs, scene, self.fn_decls)
+
+    def _update_inline(self) -> None:
+        """A connection's messages may run their handlers inside its reader task only when no
+        receive handler for it (in any scene) can wait for long."""
+        for name, ep in self.endpoints.items():
+            key = ("ws", "receive", name)
+            handlers = list(self.handlers.get(key, ()))
+            for info in self.scenes.values():
+                handlers += info.handlers.get(key, [])
+            ep.inline_ok = not self.repl and not any(h.blocks for h in handlers)
 
     def _update_watched(self) -> None:
         keys = set(self.handlers)
@@ -510,7 +557,14 @@ class Runtime:
             fr[h.as_slot] = value
         if h.from_slot is not None:
             fr[h.from_slot] = peer
-        await self.run_body((h.body, h.is_async), fr, h.what, h.span)
+        if not h.uses_expect:
+            await self.run_body((h.body, h.is_async), fr, h.what, h.span)
+            return
+        self.expect_active += 1
+        try:
+            await self.run_body((h.body, h.is_async), fr, h.what, h.span)
+        finally:
+            self.expect_active -= 1
 
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0
                        ) -> None:
@@ -608,10 +662,10 @@ class Runtime:
             await self.run_handler(h, None, None, depth, act)
 
     def new_timer(self, kind: str, seconds: float, body: Any, span: A.Span, what: str,
-                  scene_vars: Any) -> TimerHandle:
+                  scene_vars: Any, uses_expect: bool) -> TimerHandle:
         act = self.current if self.current is not None and self.current.vars is scene_vars \
             else None
-        return TimerHandle(self, kind, seconds, body, span, what, act)
+        return TimerHandle(self, kind, seconds, body, span, what, act, uses_expect=uses_expect)
 
     def _start_timer_spec(self, spec: TimerSpec, act: Activation | None) -> None:
         fn, is_async = spec.interval
@@ -628,7 +682,7 @@ class Runtime:
             self.report(e, spec.what, spec.span)
             return
         handle = TimerHandle(self, spec.kind, seconds, spec.body, spec.span, spec.what, act,
-                             fresh=True)
+                             fresh=True, uses_expect=spec.uses_expect)
         handle.begin(fr)
 
     # -- network statements, dispatched to the endpoint objects (lang.ws)
@@ -679,7 +733,8 @@ class Runtime:
     # ------------------------------------------------------------ the program's life
 
     async def initialise(self, inits: list[tuple[int, Any]]) -> bool:
-        """Project variables, then configurations. False when one of them failed."""
+        """Project variables, in order. False when one of them failed. (A connection's or a
+        server's configuration is evaluated when it is started.)"""
         fr: list[Any] = [None] * 64
         fr[0] = Inv(self, "project initialisation", A.NOSPAN)
         for slot, (fn, is_async) in inits:
@@ -688,12 +743,6 @@ class Runtime:
             except EvtRuntimeError as e:
                 name = next(n for n, i in self.global_slots.items() if i == slot)
                 self.report(e, f"the initial value of '{name}'", e.span)
-                return False
-        for ep in self.endpoints.values():
-            try:
-                await ep.evaluate_config(fr)
-            except EvtRuntimeError as e:
-                self.report(e, f"the configuration of '{ep.name}'", ep.span)
                 return False
         return True
 

@@ -1,24 +1,86 @@
-"""The language side of WebSocket: `connection` and `server` declarations as running objects.
+"""The language side of WebSocket: connections, servers and peers as running objects.
 
 Rules of this module:
 - An endpoint's configuration is compiled with the program and evaluated once at start,
   after the project variables, then judged against lang.config.
-- This module turns evt statements and events into transport calls; it never touches a
-  socket itself (that is lang.transport), and the transport never sees an evt value.
+- A Channel is one live WebSocket seen from evt (a client connection, or one peer of a
+  server): it is one *source*, so its events run one at a time, in order. A received message
+  runs its handlers right in the reader task when no handler of this channel is running and
+  none of its receive handlers can wait for long (no task hop: the fast path); otherwise it is
+  queued, and when `max_queue` messages wait, the reader stops reading (TCP backpressure).
+- `expect` sees a per-channel log of recent messages, kept only while some handler that uses
+  `expect` is running.
+- This module turns statements and events into transport calls; it never touches a socket
+  (lang.transport does), and the transport never sees an evt value.
 """
 
 from __future__ import annotations
 
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from . import ast as A
 from . import config
 from .compiler import Layout, Scope
 from .errors import EvtRuntimeError
+from .transport import Closed, Limits, close_text
+from .values import escape_remote, to_json, to_str, type_name
 
 if TYPE_CHECKING:
     from .compiler import Compiler
     from .interpreter import Runtime
+    from .transport import WebSocket
+
+EXPECT_LOG = 4096  # messages an `expect` can look back on, per channel
+
+
+def encode(value: Any, mode: str | None) -> str | bytes:
+    """What `send` puts on the wire: strings as text, bytes as binary, anything else as JSON
+    text; `text` / `binary` force the frame type."""
+    t = type(value)
+    if mode is None:
+        if t is str or t is bytes:
+            return value
+        return to_json(value)
+    if mode == "text":
+        if t is str:
+            return value
+        if t is bytes:
+            return value.decode("utf-8", "replace")
+        return to_json(value)
+    if t is bytes:
+        return value
+    if t is str:
+        return value.encode("utf-8")
+    return to_json(value).encode("utf-8")
+
+
+def convert(msg: str | bytes, mode: str | None) -> Any:
+    """A received message as a handler's mode wants it. json mode raises ValueError."""
+    if mode is None:
+        return msg
+    if mode == "text":
+        return msg if type(msg) is str else msg.decode("utf-8", "replace")
+    if mode == "binary":
+        return msg if type(msg) is bytes else msg.encode("utf-8")
+    try:
+        return json.loads(msg)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"message is not JSON ({e})") from None
+
+
+def closed_value(c: Closed) -> dict[str, Any]:
+    return {"code": c.code, "reason": c.reason, "clean": c.clean}
+
+
+def limits_of(cfg: dict[str, Any]) -> Limits:
+    return Limits(max_message=int(cfg["max_message"]), ping_interval=float(cfg["ping_interval"]),
+                  ping_timeout=float(cfg["ping_timeout"]),
+                  close_timeout=float(cfg["close_timeout"]))
 
 
 class Endpoint:
@@ -30,11 +92,11 @@ class Endpoint:
     def __init__(self, rt: Runtime, decl: A.Connection | A.Server) -> None:
         self.rt = rt
         self.name = decl.name
-        self.label = decl.name
         self.decl = decl
         self.span = decl.span
         self.config: dict[str, Any] = {k: v.default for k, v in config.keys_for(self.role).items()}
         self._items: list[tuple[str, Any, A.Span]] = []
+        self.inline_ok = False  # set by the runtime from the handlers
 
     def __repr__(self) -> str:
         return f"<{self.evt_type} {self.name}>"
@@ -42,12 +104,21 @@ class Endpoint:
     def __str__(self) -> str:
         return repr(self)
 
+    @property
+    def label(self) -> str:
+        return self.name
+
     def compile_config(self, compiler: Compiler) -> None:
         self._items = [(item.key, compiler.expr_in(item.value, Scope(Layout(), None, "init",
                                                                       self.name)),
                         item.value.span) for item in self.decl.items]
 
-    async def evaluate_config(self, fr: list) -> None:
+    async def evaluate_config(self) -> None:
+        """Evaluate the configuration (at each `start`) and judge it."""
+        from .runtime import Inv
+
+        fr: list[Any] = [None] * 64
+        fr[0] = Inv(self.rt, f"the configuration of {self.name}", self.span)
         for key, (fn, is_async), span in self._items:
             value = (await fn(fr)) if is_async else fn(fr)
             problem = config.problem(self.role, key, value)
@@ -55,21 +126,339 @@ class Endpoint:
                 raise EvtRuntimeError(f"{self.role} {self.name}: {problem}", span)
             self.config[key] = value
 
+    def report_error(self, message: str, peer: Any) -> None:
+        """An `on websocket error` event; unhandled, it goes to stderr and fails the run."""
+        rt = self.rt
+        key = ("ws", "error", self.name)
+        if rt.shutting_down:
+            return
+        if rt.has_handlers(key):
+            source = peer.source if isinstance(peer, Channel) else self.source_for_errors()
+            source.post(lambda: rt.dispatch(key, message, peer if peer is not None else None))
+        else:
+            rt.failed = True
+            rt.diag(f"{self.span}: websocket error: {message}")
+
+    def source_for_errors(self) -> Any:
+        return self.rt.lifecycle
+
+    def verbose(self, text: str) -> None:
+        if self.rt.verbose:
+            self.rt.log(f"{self.name}: {text}")
+
+    def tracer(self, who: str) -> Callable[[str, str, Any], None] | None:
+        if not self.rt.trace:
+            return None
+        rt = self.rt
+
+        def trace(direction: str, kind: str, payload: Any) -> None:
+            if type(payload) is bytes:
+                shown = escape_remote(to_str(payload))
+            elif kind == "close":
+                shown = escape_remote(str(payload))
+            else:
+                shown = escape_remote(json.dumps(payload, ensure_ascii=False))
+            rt.log(f"{who} {direction} {kind} {shown}")
+        return trace
+
     async def shutdown(self) -> None:
         """Program end: close with 1001 (going away) and a close handshake."""
 
 
-class ClientEndpoint(Endpoint):
+class Channel:
+    """One live WebSocket as a source of evt events (a client connection, or a peer)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        from .interpreter import Source
+
+        self.endpoint = endpoint
+        self.rt = endpoint.rt
+        self.ws: WebSocket | None = None
+        self.source = Source(self.rt)
+        self.pending = 0  # queued receive jobs
+        self._space: anyio.Event | None = None
+        self.log: deque[tuple[int, Any]] = deque(maxlen=EXPECT_LOG)
+        self._arrived: anyio.Event | None = None
+        self.max_queue = int(endpoint.config["max_queue"])
+
+    @property
+    def peer_value(self) -> Any:
+        """What `from P` binds."""
+        return self
+
+    # ------------------------------------------------------------ receiving
+
+    async def on_message(self, msg: str | bytes) -> None:
+        """Called by the transport's reader for each whole message."""
+        rt = self.rt
+        rt.message_seq += 1
+        if rt.expect_active:
+            self.log.append((rt.message_seq, msg))
+            if self._arrived is not None:
+                self._arrived.set()
+                self._arrived = None
+        elif self.log:
+            self.log.clear()
+        source = self.source
+        if self.endpoint.inline_ok and not source.busy and not rt.shutting_down:
+            await self.dispatch_receive(msg)  # the fast path: no queue, no task hop
+            return
+        while self.pending >= self.max_queue and not rt.shutting_down:
+            self._space = anyio.Event()
+            await self._space.wait()  # stop reading until handlers catch up
+        self.pending += 1
+        source.post(lambda: self._queued(msg))
+
+    async def _queued(self, msg: str | bytes) -> None:
+        try:
+            await self.dispatch_receive(msg)
+        finally:
+            self.pending -= 1
+            if self._space is not None:
+                self._space.set()
+                self._space = None
+
+    async def dispatch_receive(self, msg: str | bytes) -> None:
+        rt = self.rt
+        ep = self.endpoint
+        key = ("ws", "receive", ep.name)
+        peer = self.peer_value
+        handlers = rt.handlers.get(key, ())
+        act = rt.current
+        if act is not None:
+            scene_handlers = act.info.handlers.get(key)
+            if scene_handlers:
+                handlers = [*handlers, *scene_handlers]
+        for h in handlers:
+            mode = h.mode
+            if mode is None:
+                value = msg
+            else:
+                try:
+                    value = convert(msg, mode)
+                except ValueError as e:
+                    ep.report_error(f"{self.label}: {e}", peer)
+                    continue
+            if h.scene is not None and (rt.current is None or h.scene is not rt.current.info):
+                continue  # a handler of a scene that stopped being current meanwhile
+            await rt.run_handler(h, value, peer)
+
+    def post_event(self, kind: str, value: Any) -> None:
+        ep = self.endpoint
+        key = ("ws", kind, ep.name)
+        peer = self.peer_value
+        self.source.post(lambda: self.rt.dispatch(key, value, peer))
+
+    # ------------------------------------------------------------ statements
+
+    @property
+    def label(self) -> str:
+        return self.endpoint.name
+
+    def evt_connected(self) -> bool:
+        return self.ws is not None and self.ws.open
+
+    def evt_subprotocol(self) -> Any:
+        return self.ws.peer.subprotocol if self.ws is not None and self.ws.open else None
+
+    async def evt_send(self, value: Any, mode: str | None, inv: Any, span: A.Span) -> None:
+        try:
+            data = encode(value, mode)
+        except EvtRuntimeError as e:
+            e.span = span
+            raise
+        ws = self.ws
+        if inv.marks is not None or self.rt.expect_active:
+            if inv.marks is None:
+                inv.marks = {}
+            inv.marks[self] = self.rt.message_seq
+        if ws is None or not ws.open:
+            self.endpoint.report_error(f"{self.label}: not connected", self.peer_value)
+            return
+        try:
+            await ws.send(data)
+        except ConnectionError as e:
+            self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
+
+    async def evt_close(self, code: int, reason: str, span: A.Span) -> None:
+        ws = self.ws
+        if ws is not None and ws.closed is None:
+            await ws.close(code, reason)
+
+    async def evt_expect(self, inv: Any, mode: str | None,
+                         matches: Callable[[Any], Awaitable[bool]], seconds: float,
+                         span: A.Span) -> tuple[bool, Any]:
+        """The next message since this handler's latest send to this channel (or since it
+        began) for which `matches` holds; (False, None) on timeout or when the channel ends."""
+        since = inv.marks.get(self, inv.start_seq) if inv.marks else inv.start_seq
+        if inv.taken is None:
+            inv.taken = set()
+        taken = inv.taken
+        scanned = since
+        with anyio.move_on_after(seconds):
+            while True:
+                for seq, msg in list(self.log):
+                    if seq <= scanned or seq in taken:
+                        continue
+                    scanned = seq
+                    try:
+                        value = convert(msg, mode)
+                    except ValueError:
+                        continue
+                    if await matches(value):
+                        taken.add(seq)
+                        return True, value
+                if not self.expect_can_wait():
+                    return False, None
+                if self._arrived is None:
+                    self._arrived = anyio.Event()
+                await self._arrived.wait()
+        return False, None
+
+    def expect_can_wait(self) -> bool:
+        return self.ws is not None and self.ws.closed is None
+
+
+class ClientEndpoint(Endpoint, Channel):
+    """A `connection`: connects, reconnects, and is its own (single) channel."""
+
     role = "connection"
     evt_type = "connection"
 
+    def __init__(self, rt: Runtime, decl: A.Connection) -> None:
+        Endpoint.__init__(self, rt, decl)
+        Channel.__init__(self, self)
+        self.state = "idle"  # idle connecting open reconnecting
+        self.wanted = False
+        self.scope: anyio.CancelScope | None = None
 
-class ServerEndpoint(Endpoint):
-    role = "server"
-    evt_type = "server"
+    @property
+    def label(self) -> str:
+        return self.name
+
+    def source_for_errors(self) -> Any:
+        return self.source
+
+    def url(self) -> str:
+        return str(self.config["url"])
+
+    def evt_address(self) -> Any:
+        return self.ws.peer.remote if self.ws is not None and self.ws.open else None
+
+    def expect_can_wait(self) -> bool:
+        return self.wanted
+
+    # ------------------------------------------------------------ start / stop
+
+    async def evt_start(self, span: A.Span) -> None:
+        if self.wanted:
+            self.verbose("already started")
+            return
+        await self.evaluate_config()
+        self.max_queue = int(self.config["max_queue"])
+        self.wanted = True
+        self.rt.hold()
+        self.rt.spawn(self._life)
+
+    async def evt_stop(self, span: A.Span) -> None:
+        self.wanted = False
+        ws = self.ws
+        if ws is not None and ws.closed is None:
+            await ws.close(1000, "")
+        elif self.scope is not None and self.state != "open":
+            self.scope.cancel()  # connecting, or waiting to reconnect
+
+    async def _life(self) -> None:
+        """Connect, run the session, and reconnect with backoff while wanted."""
+        from .transport import TransportError, connect
+
+        cfg = self.config
+        delay = float(cfg["reconnect_min"])
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                while self.wanted:
+                    self.state = "connecting"
+                    self.verbose(f"connecting to {self.url()}")
+                    try:
+                        ws = await connect(self._options(), on_failure=self._failure,
+                                           on_frame=self.tracer(self.name))
+                    except TransportError as e:
+                        self.report_error(f"{self.name}: {e} ({self.url()})", self)
+                        if not (cfg["reconnect"] and self.wanted):
+                            break
+                        delay = await self._backoff(delay)
+                        continue
+                    delay = float(cfg["reconnect_min"])
+                    closed = await self._session(ws)
+                    if not (cfg["reconnect"] and self.wanted):
+                        break
+                    if closed.code in (1000,) and closed.clean and not self.wanted:
+                        break
+                    delay = await self._backoff(delay)
+        finally:
+            self.scope = None
+            self.state = "idle"
+            self.wanted = False
+            self.rt.release()
+
+    async def _backoff(self, delay: float) -> float:
+        import random
+
+        cfg = self.config
+        pause = min(delay, float(cfg["reconnect_max"])) * random.uniform(0.8, 1.2)
+        self.state = "reconnecting"
+        self.verbose(f"reconnecting in {pause:.2f}s")
+        await anyio.sleep(pause)
+        return min(delay * 2, float(cfg["reconnect_max"]))
+
+    def _options(self) -> Any:
+        from .transport import ClientOptions
+
+        cfg = self.config
+        return ClientOptions(
+            url=self.url(), port=cfg["port"], headers=dict(cfg["headers"]),
+            subprotocols=list(cfg["subprotocols"]), connect_timeout=float(cfg["connect_timeout"]),
+            compression=bool(cfg["compression"]), verify_tls=bool(cfg["verify_tls"]),
+            ca_file=cfg["ca_file"], limits=limits_of(cfg))
+
+    def _failure(self, why: str) -> None:
+        self.report_error(f"{self.name}: {why}", self)
+
+    async def _session(self, ws: WebSocket) -> Closed:
+        self.ws = ws
+        self.state = "open"
+        sub = f" (subprotocol {ws.peer.subprotocol})" if ws.peer.subprotocol else ""
+        self.verbose(f"connected to {self.url()}{sub}")
+        self.post_event("start", None)
+        try:
+            async with anyio.create_task_group() as tg:
+                ws.spawn = tg.start_soon
+                tg.start_soon(ws.keepalive)
+                closed = await ws.run(self.on_message)
+                tg.cancel_scope.cancel()
+        finally:
+            if ws.closed is None:  # cancelled (program end): the shutdown closes it
+                pass
+        self.verbose(f"closed {close_text(closed.code, closed.reason)}"
+                     f"{'' if closed.clean else ', not clean'}")
+        self.post_event("stop", closed_value(closed))
+        return closed
+
+    async def shutdown(self) -> None:
+        ws = self.ws
+        self.wanted = False
+        if ws is not None and ws.closed is None:
+            await ws.close(1001, "")
 
 
 def make_endpoint(rt: Runtime, decl: A.Connection | A.Server) -> Endpoint:
     if isinstance(decl, A.Connection):
         return ClientEndpoint(rt, decl)
+    from .wsserver import ServerEndpoint
+
     return ServerEndpoint(rt, decl)
+
+
+def describe_value(v: Any) -> str:
+    return getattr(v, "label", None) or type_name(v)

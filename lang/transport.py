@@ -1,0 +1,721 @@
+"""WebSocket connections: wsproto (sans-IO) driven over anyio byte streams.
+
+Rules of this module (it knows nothing of evt):
+- One reader per connection (`WebSocket.run`) feeds bytes to wsproto and hands each whole
+  message to a callback, which it awaits: while the callback waits, nothing more is read, so
+  a slow consumer pushes back on the peer through TCP instead of growing a buffer.
+- Writes go through one lock per connection (frame order matters, above all with
+  compression) and wait while the peer is slow: anyio's stream send waits for the socket
+  buffer to drain below its high-water mark.
+- Every way a connection ends gives one `Closed(code, reason, clean)`: the close code the
+  peer sent (or, when we failed the connection and none came back, our code; or 1006 when the
+  connection just dropped), and whether the close handshake completed.
+- RFC 6455: pings are answered (§5.5.2); the server closes TCP first after the close
+  handshake, a client waits for that (§7.1.1); invalid UTF-8 fails with 1007 (§8.1);
+  protocol errors with 1002; a message over the limit with 1009; a keep-alive ping without a
+  pong with 1011. Bytes are counted as they arrive, after decompression too, so a compressed
+  bomb cannot grow memory.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+READ_SIZE = 65536
+_STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                  OSError, ssl.SSLError)
+
+CLOSE_NAMES = {
+    1000: "OK", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
+    1005: "no status", 1006: "abnormal closure", 1007: "invalid data",
+    1008: "policy violation", 1009: "message too big", 1010: "extension required",
+    1011: "internal error", 1012: "service restart", 1013: "try again later",
+    1014: "bad gateway", 1015: "TLS failure",
+}
+
+
+class Closed(NamedTuple):
+    code: int
+    reason: str
+    clean: bool
+
+
+class TransportError(Exception):
+    """A connection could not be made or was refused; the message says why, in words."""
+
+
+@dataclass
+class Limits:
+    max_message: int = 1024 * 1024
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    close_timeout: float = 5.0
+
+
+class BoundedDeflate(PerMessageDeflate):
+    """permessage-deflate that never inflates more than `limit` bytes of one message: a frame
+    that would is refused with 1009 before the memory is spent."""
+
+    def __init__(self, limit: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.limit = limit
+        self._inflated = 0
+
+    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        assert self._decompressor is not None
+        room = self.limit - self._inflated
+        try:
+            out = self._decompressor.decompress(bytes(data), room + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if self._inflated > self.limit or self._decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        result = super().frame_inbound_complete(proto, fin)
+        if isinstance(result, bytes | bytearray):
+            self._inflated += len(result)
+            if self._inflated > self.limit:
+                return CloseReason.MESSAGE_TOO_BIG
+        if fin:
+            self._inflated = 0
+        return result
+
+
+def close_text(code: int, reason: str) -> str:
+    name = CLOSE_NAMES.get(code, "")
+    out = f"{code} ({name})" if name else str(code)
+    return f"{out} {reason!r}" if reason else out
+
+
+@dataclass
+class Peer:
+    """Who is on the other end, as the handshake told us."""
+
+    remote: str = ""
+    path: str = "/"
+    query: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    subprotocol: str | None = None
+
+
+class WebSocket:
+    """One open WebSocket connection, either role."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
+                 limits: Limits, peer: Peer,
+                 on_failure: Callable[[str], None] | None = None,
+                 on_frame: Callable[[str, str, Any], None] | None = None) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.client = client
+        self.limits = limits
+        self.peer = peer
+        self.on_failure = on_failure  # told why we fail a connection (oversize, bad data...)
+        self.on_frame = on_frame  # --trace: ("<" or ">", kind, payload)
+        self.closed: Closed | None = None
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._outbox: deque[bytes] = deque()
+        self._out_bytes = 0
+        self._flushing = False
+        self.out_limit = max(1024 * 1024, limits.max_message)
+        self.spawn: Callable[..., Any] | None = None  # starts a task in the connection's group
+        self._done = anyio.Event()
+        self._parts: list[Any] = []
+        self._size = 0
+        self._received: tuple[int, str] | None = None
+        self._failed: tuple[int, str] | None = None
+        self._pong: anyio.Event | None = None
+        self._reading = False
+        self._deadline: float | None = None
+        self._reader_id: int | None = None
+        self.messages_in = 0
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def open(self) -> bool:
+        return self.closed is None and self.conn.state is ConnectionState.OPEN
+
+    # ------------------------------------------------------------ sending
+    #
+    # Every frame is serialised by wsproto and appended to the outbox in one synchronous step,
+    # so the outbox holds frames in the order wsproto made them (compression depends on it);
+    # whoever holds the lock writes the outbox out in that order.
+
+    async def send(self, data: str | bytes) -> None:
+        """Send one message (str: text frame, bytes: binary). Raises ConnectionError when the
+        connection is not open; waits while the peer is slow."""
+        if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+            raise ConnectionError("not connected")
+        if self.on_frame is not None:
+            self.on_frame(">", "text" if type(data) is str else "binary", data)
+        frame = self.conn.send(_message(data))
+        if not await self._push(frame):
+            raise ConnectionError("connection lost")
+
+    def enqueue(self, data: str | bytes) -> bool:
+        """Queue a message without waiting (broadcast). False when more than out_limit bytes
+        already wait for this peer: it cannot keep up."""
+        if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+            return True
+        if self._out_bytes > self.out_limit:
+            return False
+        if self.on_frame is not None:
+            self.on_frame(">", "text" if type(data) is str else "binary", data)
+        frame = self.conn.send(_message(data))
+        self._outbox.append(frame)
+        self._out_bytes += len(frame)
+        if not self._flushing and self.spawn is not None:
+            self._flushing = True
+            self.spawn(self._flush)
+        return True
+
+    async def _flush(self) -> None:
+        try:
+            await self._push(b"")
+        finally:
+            self._flushing = False
+
+    async def _push(self, frame: bytes) -> bool:
+        """Append a frame and write the outbox out. False when the stream is gone."""
+        if frame:
+            self._outbox.append(frame)
+            self._out_bytes += len(frame)
+        outbox = self._outbox
+        async with self._lock:
+            try:
+                while outbox:
+                    data = outbox.popleft()
+                    self._out_bytes -= len(data)
+                    await self.stream.send(data)
+            except _STREAM_ERRORS:
+                outbox.clear()
+                self._out_bytes = 0
+                return False
+        return True
+
+    async def ping(self, payload: bytes = b"") -> None:
+        if self.conn.state is ConnectionState.OPEN:
+            await self._push(self.conn.send(Ping(payload=payload)))
+
+    # ------------------------------------------------------------ receiving
+
+    async def run(self, on_message: Callable[[str | bytes], Awaitable[None]]) -> Closed:
+        """Read until the connection ends, awaiting on_message for each whole message.
+        Returns how it ended."""
+        self._reading = True
+        self._reader_id = anyio.get_current_task().id
+        try:
+            while self.closed is None:
+                data = await self._receive()
+                if data is None:
+                    await self._finish(clean=False)
+                    break
+                await self._feed(data, on_message)
+        finally:
+            self._reading = False
+        assert self.closed is not None
+        return self.closed
+
+    async def _receive(self) -> bytes | None:
+        try:
+            if self._deadline is None:
+                return await self.stream.receive(READ_SIZE)
+            with anyio.move_on_after(self._deadline - anyio.current_time()):
+                return await self.stream.receive(READ_SIZE)
+            return None
+        except _STREAM_ERRORS:
+            return None
+
+    async def _feed(self, data: bytes, on_message: Callable[[Any], Awaitable[None]]) -> None:
+        conn = self.conn
+        try:
+            conn.receive_data(data)
+        except LocalProtocolError:
+            return
+        for ev in conn.events():
+            t = type(ev)
+            if t is TextMessage or t is BytesMessage:
+                chunk = ev.data
+                if conn.state is not ConnectionState.OPEN:
+                    continue  # after a close frame, data is ignored (RFC 6455 §5.5.1)
+                size = len(chunk) if t is BytesMessage or chunk.isascii() \
+                    else len(chunk.encode("utf-8"))
+                self._size += size
+                if self._size > self.limits.max_message:
+                    self._parts = []
+                    await self.fail(1009, f"message over {self.limits.max_message} bytes")
+                    continue
+                if not ev.message_finished:
+                    self._parts.append(chunk)
+                    continue
+                if self._parts:
+                    self._parts.append(chunk)
+                    chunk = ("" if t is TextMessage else b"").join(self._parts)
+                    self._parts = []
+                elif t is BytesMessage and type(chunk) is not bytes:
+                    chunk = bytes(chunk)
+                self._size = 0
+                self.messages_in += 1
+                if self.on_frame is not None:
+                    self.on_frame("<", "text" if t is TextMessage else "binary", chunk)
+                await on_message(chunk)
+            elif t is Ping:
+                if conn.state is ConnectionState.OPEN:
+                    await self._push(conn.send(ev.response()))
+            elif t is Pong:
+                if self._pong is not None:
+                    self._pong.set()
+            elif t is CloseConnection:
+                await self._on_close(ev)
+                if self.closed is not None:
+                    return
+
+    async def _on_close(self, ev: CloseConnection) -> None:
+        state = self.conn.state
+        if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer, then end TCP
+            self._received = (ev.code, ev.reason or "")
+            if self.on_frame is not None:
+                self.on_frame("<", "close", close_text(ev.code, ev.reason or ""))
+            code = ev.code if ev.code not in (1005, 1006, 1015) else 1000
+            try:
+                reply = self.conn.send(CloseConnection(code=code, reason=""))
+            except LocalProtocolError:
+                reply = b""
+            if reply:
+                await self._push(reply)
+            await self._end_tcp()
+        elif state is ConnectionState.CLOSED:  # the peer answered our close
+            self._received = (ev.code, ev.reason or "")
+            if self.on_frame is not None:
+                self.on_frame("<", "close", close_text(ev.code, ev.reason or ""))
+            await self._end_tcp()
+        else:  # wsproto found a protocol violation in what the peer sent
+            code = ev.code if ev.code in (1002, 1007, 1009) else 1002
+            await self.fail(code, ev.reason or CLOSE_NAMES[code])
+
+    async def _end_tcp(self) -> None:
+        """After the close handshake: a server closes TCP now; a client waits (a while) for
+        the server to do it (RFC 6455 §7.1.1)."""
+        if self.client:
+            self._deadline = anyio.current_time() + self.limits.close_timeout
+            while True:
+                data = await self._receive()
+                if data is None:
+                    break
+        await self._finish(clean=True)
+
+    async def _finish(self, clean: bool) -> None:
+        if self.closed is not None:
+            return
+        if self._received is not None:
+            code, reason = self._received
+        elif self._failed is not None:
+            code, reason = self._failed
+            clean = False
+        else:
+            code, reason, clean = 1006, "", False
+        self.closed = Closed(code, reason, clean)
+        self._done.set()
+        if self._pong is not None:
+            self._pong.set()
+        await self._drop()
+
+    async def _drop(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.limits.close_timeout):
+            try:
+                await self.stream.aclose()
+            except _STREAM_ERRORS:
+                pass
+
+    # ------------------------------------------------------------ closing
+
+    async def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): tell the user why, send a close frame with
+        `code`, then give the peer close_timeout to answer before TCP is dropped."""
+        if self._failed is None and self.closed is None:
+            self._failed = (code, reason)
+            if self.on_failure is not None:
+                self.on_failure(f"{reason}; closing with {close_text(code, '')}")
+        await self.close(code, reason[:120])
+
+    async def close(self, code: int = 1000, reason: str = "") -> Closed | None:
+        """Start the close handshake (if still open) and wait until the connection ends: the
+        peer's close frame, or close_timeout, after which TCP is dropped. Called from inside
+        the reader (a message callback), it only sends the close frame and returns None: the
+        reader finishes the handshake."""
+        if self.closed is not None:
+            return self.closed
+        if self.conn.state is ConnectionState.OPEN:
+            if self.on_frame is not None:
+                self.on_frame(">", "close", close_text(code, reason))
+            try:
+                frame = self.conn.send(CloseConnection(code=code, reason=reason))
+            except LocalProtocolError:
+                frame = b""
+            if frame:
+                with anyio.move_on_after(self.limits.close_timeout):
+                    await self._push(frame)
+        if self._deadline is None:
+            self._deadline = anyio.current_time() + self.limits.close_timeout
+        if self._reading:
+            if anyio.get_current_task().id == self._reader_id:
+                return None  # we are the reader: it goes on and finishes the handshake
+            with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0) + 0.05):
+                await self._done.wait()
+            if self.closed is None:
+                await self._drop()  # wakes the reader, which records how it ended
+                with anyio.move_on_after(1):
+                    await self._done.wait()
+        else:
+            await self.run(_discard)
+        if self.closed is None:
+            await self._finish(clean=False)
+        assert self.closed is not None
+        return self.closed
+
+    async def abort(self) -> None:
+        """Drop the connection without a close handshake."""
+        await self._drop()
+
+    async def wait_closed(self) -> Closed:
+        await self._done.wait()
+        assert self.closed is not None
+        return self.closed
+
+    # ------------------------------------------------------------ keep-alive
+
+    async def keepalive(self) -> None:
+        """Ping every ping_interval; no pong within ping_timeout fails the connection with
+        1011. Returns when the connection ends."""
+        interval = self.limits.ping_interval
+        if interval <= 0:
+            return
+        while self.closed is None:
+            with anyio.move_on_after(interval):
+                await self._done.wait()
+            if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+                return
+            self._pong = anyio.Event()
+            await self.ping(b"evt")
+            with anyio.move_on_after(self.limits.ping_timeout) as scope:
+                await self._pong.wait()
+            if scope.cancelled_caught and self.closed is None:
+                await self.fail(1011, f"no pong within {_seconds(self.limits.ping_timeout)}")
+                return
+
+
+async def _discard(message: Any) -> None:
+    return None
+
+
+def _message(data: str | bytes) -> Any:
+    if type(data) is str:
+        return TextMessage(data=data)
+    return BytesMessage(data=data)
+
+
+def _seconds(x: float) -> str:
+    return f"{int(x)}s" if float(x).is_integer() else f"{x:g}s"
+
+
+# ---------------------------------------------------------------- client role
+
+
+@dataclass
+class ClientOptions:
+    url: str
+    port: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    subprotocols: list[str] = field(default_factory=list)
+    connect_timeout: float = 10.0
+    compression: bool = False
+    verify_tls: bool = True
+    ca_file: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+def client_tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if ca_file:
+        try:
+            ctx.load_verify_locations(ca_file)
+        except (OSError, ssl.SSLError) as e:
+            raise TransportError(f"cannot load ca_file '{ca_file}': {e}") from None
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
+    """TCP, TLS and the opening handshake, all within connect_timeout. Raises
+    TransportError with the cause in words."""
+    parts = urlsplit(opts.url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    port = opts.port or parts.port or (443 if secure else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    ctx = client_tls_context(opts.verify_tls, opts.ca_file) if secure else None
+    timeout = opts.connect_timeout if opts.connect_timeout > 0 else math.inf
+    try:
+        with anyio.fail_after(timeout):
+            try:
+                stream = await anyio.connect_tcp(host, port, ssl_context=ctx, tls=secure,
+                                                 tls_hostname=host if secure else None,
+                                                 tls_standard_compatible=False)
+            except ssl.SSLCertVerificationError as e:
+                raise TransportError(f"TLS certificate not trusted: {e.verify_message}") from None
+            except ssl.SSLError as e:
+                raise TransportError(f"TLS failed: {e.reason or e}") from None
+            except OSError as e:
+                raise TransportError(_os_error(e)) from None
+            try:
+                return await _client_handshake(stream, opts, host, port, secure, target, **hooks)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await _quiet_close(stream)
+                raise
+    except TimeoutError:
+        raise TransportError(f"connect timed out after {_seconds(opts.connect_timeout)}"
+                             ) from None
+
+
+async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, host: str,
+                            port: int, secure: bool, target: str, **hooks: Any) -> WebSocket:
+    ws = WSConnection(ConnectionType.CLIENT)
+    default_port = 443 if secure else 80
+    host_header = host if port == default_port else f"{host}:{port}"
+    if ":" in host and not host.startswith("["):
+        host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+    extensions = [BoundedDeflate(opts.limits.max_message)] if opts.compression else []
+    extra = [(k, str(v)) for k, v in opts.headers.items()]
+    request = Request(host=host_header, target=target, subprotocols=list(opts.subprotocols),
+                      extensions=extensions, extra_headers=extra)
+    try:
+        await stream.send(ws.send(request))
+    except _STREAM_ERRORS as e:
+        raise TransportError(f"connection lost during the handshake ({e})") from None
+    status: int | None = None
+    body = b""
+    while True:
+        try:
+            data = await stream.receive(READ_SIZE)
+        except _STREAM_ERRORS:
+            if status is not None:
+                break
+            raise TransportError("the server closed the connection during the handshake"
+                                 ) from None
+        try:
+            ws.receive_data(data)
+            for ev in ws.events():
+                if isinstance(ev, AcceptConnection):
+                    conn = ws.connection
+                    assert conn is not None
+                    peer = Peer(remote=f"{host}:{port}", path=target.split("?")[0],
+                                subprotocol=ev.subprotocol,
+                                headers=[(k.decode("latin-1"), v.decode("latin-1"))
+                                         for k, v in ev.extra_headers])
+                    return WebSocket(stream, conn, client=True, limits=opts.limits, peer=peer,
+                                     **hooks)
+                if isinstance(ev, RejectConnection):
+                    status = ev.status_code
+                    if not ev.has_body:
+                        raise TransportError(_rejected(status, b""))
+                elif isinstance(ev, RejectData):
+                    body += ev.data
+                    if ev.body_finished or len(body) > 4096:
+                        raise TransportError(_rejected(status or 0, body))
+        except RemoteProtocolError as e:
+            raise TransportError(f"bad handshake response: {e}") from None
+        if status is not None and len(body) > 4096:
+            break
+    raise TransportError(_rejected(status or 0, body))
+
+
+def _rejected(status: int, body: bytes) -> str:
+    from http import HTTPStatus
+
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    text = f"handshake refused: HTTP {status}" + (f" {phrase}" if phrase else "")
+    snippet = body.decode("utf-8", "replace").strip().splitlines()
+    if snippet and snippet[0] and len(snippet[0]) < 100:
+        text += f": {snippet[0]}"
+    return text
+
+
+def _os_error(e: OSError) -> str:
+    cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
+    import socket
+
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, socket.gaierror):
+        return "cannot resolve the host name"
+    if isinstance(cause, TimeoutError):
+        return "connect timed out"
+    return cause.strerror or str(cause) or type(cause).__name__
+
+
+async def _quiet_close(stream: anyio.abc.ByteStream) -> None:
+    with anyio.move_on_after(1):
+        try:
+            await stream.aclose()
+        except _STREAM_ERRORS:
+            pass
+
+
+# ---------------------------------------------------------------- server role
+
+
+@dataclass
+class ServerOptions:
+    path: str | None = None
+    origins: list[str | None] | None = None
+    subprotocols: list[str] = field(default_factory=list)
+    handshake_timeout: float = 10.0
+    compression: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
+                 admit: Callable[[], str | None] | None = None, **hooks: Any) -> WebSocket:
+    """The server side of the opening handshake, within handshake_timeout. Refusals are
+    answered with an HTTP response and raise Rejected; a client that stalls or speaks
+    something else raises TransportError. `admit` may refuse with 503 (its reason)."""
+    ws = WSConnection(ConnectionType.SERVER)
+    timeout = opts.handshake_timeout if opts.handshake_timeout > 0 else math.inf
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    data = await stream.receive(READ_SIZE)
+                except _STREAM_ERRORS:
+                    raise TransportError("the client left during the handshake") from None
+                try:
+                    ws.receive_data(data)
+                    events = list(ws.events())
+                except RemoteProtocolError as e:
+                    await _reject(stream, ws, 400, f"bad request: {e}", e.event_hint)
+                    raise Rejected(400, f"bad request: {e}") from None
+                for ev in events:
+                    if isinstance(ev, Request):
+                        return await _answer(stream, ws, ev, opts, remote, admit, **hooks)
+    except TimeoutError:
+        raise TransportError(f"handshake not finished within "
+                             f"{_seconds(opts.handshake_timeout)}") from None
+
+
+async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
+                  opts: ServerOptions, remote: str, admit: Callable[[], str | None] | None,
+                  **hooks: Any) -> WebSocket:
+    path, _, query = req.target.partition("?")
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.extra_headers]
+    if opts.path is not None and path != opts.path:
+        await _reject(stream, ws, 404, f"no WebSocket at {path}")
+        raise Rejected(404, f"path {path!r} is not {opts.path!r}")
+    if opts.origins is not None:
+        origin = next((v for k, v in headers if k.lower() == "origin"), None)
+        if origin not in opts.origins:
+            await _reject(stream, ws, 403, "origin not allowed")
+            raise Rejected(403, f"origin {origin!r} is not allowed" if origin
+                           else "no Origin header")
+    if admit is not None:
+        refusal = admit()
+        if refusal:
+            await _reject(stream, ws, 503, refusal)
+            raise Rejected(503, refusal)
+    chosen = next((p for p in opts.subprotocols if p in req.subprotocols), None)
+    extensions = []
+    if opts.compression and any(e.split(";")[0].strip() == "permessage-deflate"
+                                for e in req.extensions):
+        extensions = [BoundedDeflate(opts.limits.max_message)]
+    try:
+        await stream.send(ws.send(AcceptConnection(subprotocol=chosen, extensions=extensions)))
+    except _STREAM_ERRORS:
+        raise TransportError("the client left during the handshake") from None
+    conn = ws.connection
+    assert conn is not None
+    peer = Peer(remote=remote, path=path, query=query, headers=headers, subprotocol=chosen)
+    return WebSocket(stream, conn, client=False, limits=opts.limits, peer=peer, **hooks)
+
+
+async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, status: int, text: str,
+                  hint: Any = None) -> None:
+    body = (text + "\n").encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"),
+               (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    if isinstance(hint, RejectConnection):
+        headers += [(k, v) for k, v in hint.headers if k.lower() not in (b"content-length",)]
+        status = hint.status_code if hint.status_code != 400 else status
+    try:
+        data = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        data += ws.send(RejectData(data=body, body_finished=True))
+    except LocalProtocolError:
+        data = (f"HTTP/1.1 {status} Error\r\ncontent-length: {len(body)}\r\n"
+                f"connection: close\r\n\r\n").encode() + body
+    with anyio.move_on_after(2):
+        try:
+            await stream.send(data)
+        except _STREAM_ERRORS:
+            pass
+    await _quiet_close(stream)
+
+
+def listen_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as e:
+        raise TransportError(f"cannot load certfile/keyfile: {e}") from None
+    return ctx
+
+
+def header_items(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Handshake headers as a map with lower-case names (repeated headers joined by ', ')."""
+    out: dict[str, str] = {}
+    for k, v in headers:
+        k = k.lower()
+        out[k] = f"{out[k]}, {v}" if k in out else v
+    return out

@@ -1,0 +1,314 @@
+"""The server role: `server NAME { listen = ... }`, its peers, and broadcast.
+
+Rules of this module (beyond Incari, which has no server):
+- `start NAME` binds before the statement completes, so `address(NAME)` works on the next
+  line; the server writes `NAME: listening on ws://HOST:PORT/` to standard error.
+- Each peer is one task and one source: its events run one at a time, in order.
+- Handshake refusals are answered with an HTTP response (404 path, 403 origin, 503 full, 400
+  not a WebSocket request); a client that does not finish within handshake_timeout is dropped.
+- `broadcast` never waits for a peer: it queues the message on each peer's outbox. A peer with
+  more than max(1 MiB, max_message) bytes still waiting is too slow to keep up: it gets an
+  error event and is closed with 1008 (policy violation).
+- `stop NAME` and the program's end close every peer with 1001 and a close handshake.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+import anyio
+import anyio.abc
+from anyio.streams.tls import TLSStream
+
+from . import ast as A
+from .config import split_listen
+from .errors import EvtRuntimeError
+from .transport import (
+    Rejected,
+    ServerOptions,
+    TransportError,
+    WebSocket,
+    accept,
+    close_text,
+    header_items,
+    listen_tls_context,
+)
+from .values import to_str, type_name
+from .ws import Channel, Endpoint, closed_value, encode, limits_of
+
+if TYPE_CHECKING:
+    from .interpreter import Runtime
+
+_READ_ONLY = ("id", "remote", "path", "query", "headers", "subprotocol")
+
+
+class PeerChannel(Channel):
+    """One client of a server: the value `from P` binds."""
+
+    evt_type = "peer"
+
+    def __init__(self, server: ServerEndpoint, ws: WebSocket, ident: int) -> None:
+        super().__init__(server)
+        self.server = server
+        self.ws = ws
+        self.id = ident
+        self.fields: dict[str, Any] = {}
+        self._query: dict[str, str] | None = None
+        self._headers: dict[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<peer {self.id} {self.ws.peer.remote if self.ws else ''}>"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    @property
+    def label(self) -> str:
+        return f"{self.server.name} peer {self.id} ({self.ws.peer.remote if self.ws else ''})"
+
+    def evt_address(self) -> Any:
+        return self.ws.peer.remote if self.ws is not None else None
+
+    def evt_get(self, name: str, span: A.Span) -> Any:
+        ws = self.ws
+        assert ws is not None
+        if name == "id":
+            return self.id
+        if name == "remote":
+            return ws.peer.remote
+        if name == "path":
+            return ws.peer.path
+        if name == "query":
+            if self._query is None:
+                self._query = dict(parse_qsl(ws.peer.query, keep_blank_values=True))
+            return self._query
+        if name == "headers":
+            if self._headers is None:
+                self._headers = header_items(ws.peer.headers)
+            return self._headers
+        if name == "subprotocol":
+            return ws.peer.subprotocol
+        return self.fields.get(name)  # a field the script never set reads as null
+
+    def evt_set(self, name: str, value: Any, span: A.Span) -> None:
+        if name in _READ_ONLY:
+            raise EvtRuntimeError(f"a peer's '{name}' is read-only", span)
+        self.fields[name] = value
+
+    async def session(self) -> None:
+        """Run this peer until it closes: start event, reader, keep-alive, stop event."""
+        ws = self.ws
+        assert ws is not None
+        server = self.server
+        server.verbose(f"peer {self.id} connected from {ws.peer.remote}")
+        self.post_event("start", None)
+        async with anyio.create_task_group() as tg:
+            ws.spawn = tg.start_soon
+            tg.start_soon(ws.keepalive)
+            closed = await ws.run(self.on_message)
+            tg.cancel_scope.cancel()
+        server.verbose(f"peer {self.id} closed {close_text(closed.code, closed.reason)}"
+                       f"{'' if closed.clean else ', not clean'}")
+        self.post_event("stop", closed_value(closed))
+
+
+class ServerEndpoint(Endpoint):
+    """A `server`: a listener and its peers."""
+
+    role = "server"
+    evt_type = "server"
+
+    def __init__(self, rt: Runtime, decl: A.Server) -> None:
+        super().__init__(rt, decl)
+        from .interpreter import Source
+
+        self.source = Source(rt)  # server-level events (a listen failure)
+        self.peers: dict[int, PeerChannel] = {}
+        self.address: str | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.next_id = 1
+        self.admitted = 0
+        self._tls: ssl.SSLContext | None = None
+        self._stopped = anyio.Event()
+
+    def source_for_errors(self) -> Any:
+        return self.source
+
+    def evt_address(self) -> Any:
+        return self.address
+
+    def evt_peers(self) -> list:
+        return [p for p in self.peers.values() if p.ws is not None and p.ws.open]
+
+    # ------------------------------------------------------------ start / stop
+
+    async def evt_start(self, span: A.Span) -> None:
+        if self.scope is not None:
+            self.verbose("already listening")
+            return
+        await self.evaluate_config()
+        self.max_queue = int(self.config["max_queue"])
+        cfg = self.config
+        listen = str(cfg["listen"])
+        try:
+            host, port = split_listen(listen)
+            if cfg["certfile"]:
+                self._tls = listen_tls_context(str(cfg["certfile"]), str(cfg["keyfile"]))
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+        except (ValueError, TransportError) as e:
+            self.report_error(f"{self.name}: cannot listen on {listen}: {e}", None)
+            return
+        except OSError as e:
+            self.report_error(f"{self.name}: cannot listen on {listen}: "
+                              f"{e.strerror or e}", None)
+            return
+        sock = listener.listeners[0]
+        bound = sock.extra(anyio.abc.SocketAttribute.local_address)
+        shown_host = host if host not in ("", "0.0.0.0", "::") else bound[0]
+        if ":" in shown_host:
+            shown_host = f"[{shown_host}]"
+        self.address = f"{shown_host}:{bound[1]}"
+        scheme = "wss" if self._tls is not None else "ws"
+        self.rt.log(f"{self.name}: listening on {scheme}://{self.address}/")
+        self.scope = anyio.CancelScope()
+        self._stopped = anyio.Event()
+        self.rt.hold()
+        self.rt.spawn(self._serve, listener)
+
+    async def _serve(self, listener: anyio.abc.Listener) -> None:
+        try:
+            assert self.scope is not None
+            with self.scope:
+                async with listener:
+                    await listener.serve(self._client)
+        finally:
+            self.scope = None
+            self.address = None
+            self._stopped.set()
+            self.rt.release()
+
+    async def evt_stop(self, span: A.Span) -> None:
+        if self.scope is None:
+            return
+        self.verbose("stopping")
+        await self._close_peers(1001)
+        if self.scope is not None:
+            self.scope.cancel()
+            await self._stopped.wait()
+
+    async def _close_peers(self, code: int) -> None:
+        async with anyio.create_task_group() as tg:
+            for peer in list(self.peers.values()):
+                if peer.ws is not None and peer.ws.closed is None:
+                    tg.start_soon(peer.ws.close, code, "")
+
+    async def shutdown(self) -> None:
+        await self._close_peers(1001)
+        if self.scope is not None:
+            self.scope.cancel()
+
+    # ------------------------------------------------------------ one client
+
+    def _options(self) -> ServerOptions:
+        cfg = self.config
+        return ServerOptions(path=cfg["path"], origins=cfg["origins"],
+                             subprotocols=list(cfg["subprotocols"]),
+                             handshake_timeout=float(cfg["handshake_timeout"]),
+                             compression=bool(cfg["compression"]), limits=limits_of(cfg))
+
+    def _admit(self) -> str | None:
+        if self.admitted >= int(self.config["max_clients"]):
+            return f"server full ({self.config['max_clients']} clients)"
+        self.admitted += 1
+        return None
+
+    async def _client(self, stream: anyio.abc.ByteStream) -> None:
+        try:
+            await self._client_inner(stream)
+        except Exception:  # a bug of ours must not take the listener down
+            self.rt.internal_error(f"server {self.name}")
+            await _close_quietly(stream)
+
+    async def _client_inner(self, stream: anyio.abc.ByteStream) -> None:
+        try:
+            remote_addr = stream.extra(anyio.abc.SocketAttribute.remote_address)
+            remote = f"{remote_addr[0]}:{remote_addr[1]}" if isinstance(remote_addr, tuple) \
+                else str(remote_addr)
+        except Exception:
+            remote = "?"
+        opts = self._options()
+        admitted = False
+
+        def admit() -> str | None:
+            nonlocal admitted
+            refusal = self._admit()
+            admitted = refusal is None
+            return refusal
+
+        try:
+            try:
+                if self._tls is not None:
+                    stream = await self._wrap_tls(stream, opts.handshake_timeout)
+                ws = await accept(stream, opts, remote, admit=admit,
+                                  on_frame=self.tracer(f"{self.name} {remote}"))
+            except Rejected as e:
+                self.verbose(f"refused {remote}: HTTP {e.status} ({e.reason})")
+                return
+            except TransportError as e:
+                self.verbose(f"dropped {remote}: {e}")
+                await _close_quietly(stream)
+                return
+            peer = PeerChannel(self, ws, self.next_id)
+            self.next_id += 1
+            ws.on_failure = lambda why: self.report_error(f"{peer.label}: {why}", peer)
+            self.peers[peer.id] = peer
+            try:
+                await peer.session()
+            finally:
+                del self.peers[peer.id]
+        finally:
+            if admitted:
+                self.admitted -= 1
+
+    async def _wrap_tls(self, stream: anyio.abc.ByteStream, timeout: float) -> Any:
+        assert self._tls is not None
+        try:
+            with anyio.fail_after(timeout if timeout > 0 else 1e9):
+                return await TLSStream.wrap(stream, server_side=True, ssl_context=self._tls,
+                                            standard_compatible=False)
+        except TimeoutError:
+            raise TransportError("TLS handshake not finished in time") from None
+        except (ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+            raise TransportError(f"TLS handshake failed: {e}") from None
+
+    # ------------------------------------------------------------ broadcast
+
+    async def evt_broadcast(self, value: Any, mode: str | None, except_: Any,
+                            span: A.Span) -> None:
+        if except_ is not None and getattr(except_, "evt_type", None) != "peer":
+            raise EvtRuntimeError(f"broadcast ... except needs a peer, got {type_name(except_)}",
+                                  span)
+        try:
+            data = encode(value, mode)
+        except EvtRuntimeError as e:
+            e.span = span
+            raise
+        for peer in list(self.peers.values()):
+            ws = peer.ws
+            if peer is except_ or ws is None or not ws.open:
+                continue
+            if not ws.enqueue(data):
+                self.report_error(f"{peer.label}: too slow to keep up with broadcasts "
+                                  f"({to_str(ws.out_limit)} bytes waiting); closing with 1008",
+                                  peer)
+                self.rt.spawn(ws.close, 1008, "too slow")
+
+
+async def _close_quietly(stream: anyio.abc.ByteStream) -> None:
+    with anyio.move_on_after(1):
+        try:
+            await stream.aclose()
+        except Exception:
+            pass
