@@ -30,6 +30,10 @@ class _Sources:
         lines.extend(text.split("\n"))
         return start
 
+    def next_line(self, file: str) -> int:
+        """The line number the next `extend` of this source starts at."""
+        return len(self._lines.get(file, ())) + 1
+
     def line(self, file: str, line: int) -> str | None:
         lines = self._lines.get(file)
         if lines is None or not 1 <= line <= len(lines):

@@ -92,6 +92,17 @@ def event_key(ev: A.Event, scene: SceneInfo | None, rt: Runtime) -> tuple:
     return (kind,)
 
 
+class Installed:
+    """What one install added: initialisers to run, new handlers and timers, and notes for
+    the REPL (what an input replaced)."""
+
+    def __init__(self) -> None:
+        self.inits: list[tuple[int, Any]] = []
+        self.handlers: list[Handler] = []
+        self.timers: list[TimerSpec] = []
+        self.notes: list[str] = []
+
+
 class SceneInfo:
     """A compiled scene: its variables' slots and initialisers, functions, handlers, timers."""
 
@@ -343,66 +354,102 @@ class Runtime:
                 ) -> list[tuple[int, Any]]:
         """Compile declarations into this runtime. Returns the project variable initialisers
         to run, in order: (slot, compiled expression or a constant override)."""
+        return self.install_decls(decls, overrides).inits
+
+    def install_decls(self, decls: list[A.Node], overrides: dict[str, Any] | None = None
+                      ) -> Installed:
+        """Compile declarations into this runtime (all at once for a script; one input at a
+        time in the REPL, where a declaration replaces an earlier one of the same name, or a
+        handler of the same event, and says so)."""
         from .ws import make_endpoint
 
+        done = Installed()
         overrides = overrides or {}
         lets = [d for d in decls if isinstance(d, A.Let)]
         for d in lets:
             self.declare_global(d.name)
         for d in decls:
             if isinstance(d, A.Connection | A.Server):
-                self.endpoints[d.name] = make_endpoint(self, d)
+                old = self.endpoints.get(d.name)
+                if old is not None and old.role == ("connection" if isinstance(
+                        d, A.Connection) else "server"):
+                    old.decl = d
+                    done.notes.append(f"{old.role} {d.name} redefined (used at its next start)")
+                else:
+                    self.endpoints[d.name] = make_endpoint(self, d)
         funcs: dict[Any, A.Func] = {}
         scene_decls = [d for d in decls if isinstance(d, A.Scene)]
         for d in decls:
             if isinstance(d, A.Func):
                 funcs[d.name] = d
+                if d.name in self.funcs:
+                    done.notes.append(f"func {d.name} redefined")
         for s in scene_decls:
+            if s.name in self.scenes and self.repl:
+                done.notes.append(f"scene {s.name} redefined (used when it is next entered)")
             for item in s.items:
                 if isinstance(item, A.Func):
                     funcs[(s.name, item.name)] = item
         self.fn_decls.update(funcs)
-        funcs = self.fn_decls
-        waiting = waiting_functions(funcs, force=self.repl)
-        self.blocking_funcs = functions_with(funcs, BLOCKING_STMTS, force=self.repl)
-        self.expect_funcs = functions_with(funcs, (A.Expect,), force=self.repl)
+        every = self.fn_decls
+        waiting = waiting_functions(every, force=self.repl)
+        self.blocking_funcs = functions_with(every, BLOCKING_STMTS, force=self.repl)
+        self.expect_funcs = functions_with(every, (A.Expect,), force=self.repl)
         for key, f in funcs.items():
-            if self.funcs.get(key) is not None and not self.repl:
-                continue
             cell = FuncCell(f.name, len(f.params), key in waiting, f.span)
             if isinstance(key, tuple):
                 self.scenes.setdefault(key[0], SceneInfo(key[0])).func_cells[f.name] = cell
-            else:
-                old = self.funcs.get(f.name)
-                if old is not None and self.repl:
-                    old.is_async, old.nparams, old.span = cell.is_async, cell.nparams, cell.span
-                    cell = old
-                self.funcs[f.name] = cell
+                continue
+            old = self.funcs.get(f.name)
+            if old is not None:  # the REPL redefines: call sites hold the cell, keep it
+                old.is_async, old.nparams, old.span = cell.is_async, cell.nparams, cell.span
+                cell = old
+            self.funcs[f.name] = cell
         for s in scene_decls:
             self._scene_vars(s)
-        inits: list[tuple[int, Any]] = []
         for d in lets:
             slot = self.global_slots[d.name]
             if d.name in overrides:
-                inits.append((slot, ((lambda fr, v=overrides[d.name]: v), False)))
+                done.inits.append((slot, ((lambda fr, v=overrides[d.name]: v), False)))
             else:
                 assert isinstance(d.value, A.Expr)
-                inits.append((slot, self.compiler.expr_in(d.value, Scope(Layout(), None,
-                                                                         "init", "let"))))
+                done.inits.append((slot, self.compiler.expr_in(
+                    d.value, Scope(Layout(), None, "init", "let"))))
         for d in decls:
             if isinstance(d, A.Func):
                 self._compile_func(self.funcs[d.name], d, None)
             elif isinstance(d, A.Handler):
-                self._add_handler(d, None)
+                if self.repl:
+                    replaced = self._remove_handlers(d.event)
+                    if replaced:
+                        done.notes.append(f"replaced the handler for '{replaced}'")
+                done.handlers.append(self._add_handler(d, None))
             elif isinstance(d, A.Timer):
-                self.top_timers.append(self._timer_spec(d, None))
+                spec = self._timer_spec(d, None)
+                self.top_timers.append(spec)
+                done.timers.append(spec)
             elif isinstance(d, A.Scene):
                 self._compile_scene(d)
             elif isinstance(d, A.Connection | A.Server):
                 self.endpoints[d.name].compile_config(self.compiler)
         self._update_watched()
         self._update_inline()
-        return inits
+        return done
+
+    def _remove_handlers(self, ev: A.Event) -> str | None:
+        """REPL: drop the project handlers for the same event (and mode) as `ev`."""
+        key = event_key(ev, None, self)
+        old = self.handlers.get(key)
+        if not old:
+            return None
+        keep = [h for h in old if h.mode != ev.mode]
+        if len(keep) == len(old):
+            return None
+        if keep:
+            self.handlers[key] = keep
+        else:
+            del self.handlers[key]
+        return describe_event(ev)
 
     def _scene_vars(self, s: A.Scene) -> None:
         info = self.scenes.setdefault(s.name, SceneInfo(s.name))
@@ -667,6 +714,10 @@ class Runtime:
             else None
         return TimerHandle(self, kind, seconds, body, span, what, act, uses_expect=uses_expect)
 
+    def start_timer(self, spec: TimerSpec) -> None:
+        """Start a top-level timer declared after the program began (the REPL's :load)."""
+        self._start_timer_spec(spec, None)
+
     def _start_timer_spec(self, spec: TimerSpec, act: Activation | None) -> None:
         fn, is_async = spec.interval
         fr: list[Any] = [None] * max(spec.size, 3)
@@ -750,12 +801,14 @@ class Runtime:
         """Top-level timers, standard input, then `on project start`."""
         for spec in self.top_timers:
             self._start_timer_spec(spec, None)
-        if self.wants_input:
+        if self.wants_input and not self.repl:
             self._start_input()
         self.lifecycle.post(lambda: self.dispatch(("project start",)))
 
-    async def main(self, inits: list[tuple[int, Any]], handle_signals: bool = True) -> int:
-        """Run the program to its end; return the exit code."""
+    async def main(self, inits: list[tuple[int, Any]], handle_signals: bool = True,
+                   session: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Run the program to its end; return the exit code. A REPL passes its `session`,
+        which runs beside the program and ends it when the user leaves."""
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(self._watch_signals)
@@ -767,6 +820,8 @@ class Runtime:
                         self.request_exit(1)
                     else:
                         self.start_activity()
+                        if session is not None:
+                            tg.start_soon(session)
                 finally:
                     self.release()
                 await self.done.wait()

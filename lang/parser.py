@@ -153,16 +153,21 @@ _RAW = re.compile(r"""[ \t\f]*(?:
 _ELSE_AHEAD = re.compile(r"[ \t\f]*else(?![A-Za-z0-9_])")
 _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 _OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
+# A line that ends with one of these goes on on the next line (`let x = a +` / `  b`).
+_CONTINUES = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE", "GT", "GE",
+              "AND", "OR", "NOT", "IN", "NOT_IN", "ASSIGN", "COMMA", "DOT", "COLON"}
 _CLOSERS = {"RPAR", "RSQB", "RBRACE"}
 
 
 class _ParseError(Exception):
-    def __init__(self, token: Tok | None, expected: set[str], stack: list[Tok], pos: int) -> None:
+    def __init__(self, token: Tok | None, expected: set[str], stack: list[Tok], pos: int,
+                 last: Tok | None = None) -> None:
         super().__init__("parse error")
         self.token = token
         self.expected = expected
         self.stack = stack
         self.pos = pos
+        self.last = last  # the last token shifted
 
 
 def _run(text: str, start: str, line_base: int = 1) -> Any:
@@ -183,6 +188,8 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
     line_start = 0
     acts = actions[state_stack[-1]]
     units = tb.units
+    last = ""  # the type of the last token shifted
+    last_tok: Tok | None = None
     while True:
         # ---- lex one token, in the context of the current state
         m = match(text, pos)
@@ -207,7 +214,7 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                 if nl:
                     line += nl
                     line_start = pos + value.rfind("\n") + 1
-                if brackets and brackets[-1].type != "LBRACE":
+                if (brackets and brackets[-1].type != "LBRACE") or last in _CONTINUES:
                     pos = end
                     continue
                 if "ELSE" in acts:
@@ -247,13 +254,15 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
         while True:
             act = acts.get(ttype)
             if act is None:
-                raise _ParseError(tok, set(acts), brackets, tok.pos)
+                raise _ParseError(tok, set(acts), brackets, tok.pos, last_tok)
             if act >= 0:
                 if ttype == "$END":
-                    raise _ParseError(tok, set(acts), brackets, tok.pos)
+                    raise _ParseError(tok, set(acts), brackets, tok.pos, last_tok)
                 state_stack.append(act)
                 value_stack.append(tok)
                 acts = actions[act]
+                last = ttype
+                last_tok = tok
                 if ttype in _OPENERS:
                     brackets.append(tok)
                 elif ttype in _CLOSERS:
@@ -492,9 +501,11 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
             opener = stack[-1]
             span = Span(path, opener.line, opener.column)
             return EvtSyntaxError(span, f"this '{opener.value}' is never closed", incomplete=True)
-        return EvtSyntaxError(Span(path, tok.line, tok.column),
-                              f"unexpected end of file: expected {_expected_words(expected)}",
-                              incomplete=True)
+        at = e.last
+        span = Span(path, at.line, at.column + len(at.value)) if at is not None and \
+            at.type != "_NL" else Span(path, tok.line, tok.column)
+        return EvtSyntaxError(span, f"unexpected end of file: expected "
+                                    f"{_expected_words(expected)}", incomplete=True)
     span = Span(path, tok.line, tok.column)
     message = f"expected {_expected_words(expected)}, found {_found(tok)}"
     hint = _hint(tok, expected, stack)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 from .errors import EvtRuntimeError
@@ -61,13 +62,22 @@ def bytes_literal(b: bytes) -> str:
     return 'b"' + "".join(out) + '"'
 
 
+def int_text(v: int) -> str:
+    """An int in decimal, however long (Python refuses str() past 4,300 digits; Decimal's
+    conversion has no such limit and is fast)."""
+    try:
+        return str(v)
+    except ValueError:
+        return str(Decimal(v))
+
+
 def to_str(v: Any) -> str:
     """How `print`, interpolation and `str()` show a value."""
     t = type(v)
     if t is str:
         return v
     if t is int:
-        return str(v)
+        return int_text(v)
     if t is bool:
         return "true" if v else "false"
     if v is None:
@@ -212,8 +222,13 @@ def to_json(v: Any, pretty: bool = False) -> str:
         if pretty:
             return json.dumps(v, ensure_ascii=False, allow_nan=False, indent=2)
         return json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except RecursionError:
+        raise EvtRuntimeError("cannot convert to JSON: nested too deeply") from None
     except (TypeError, ValueError) as e:
-        raise EvtRuntimeError(f"cannot convert to JSON: {_json_problem(v) or e}") from None
+        problem = _json_problem(v)
+        if problem is None and "digits" in str(e):
+            problem = "an integer has too many digits"
+        raise EvtRuntimeError(f"cannot convert to JSON: {problem or e}") from None
 
 
 def _json_problem(v: Any, depth: int = 0) -> str | None:

@@ -1,0 +1,366 @@
+"""`evt repl`: a live session into the running event loop.
+
+Rules of this module:
+- The program runs while the prompt waits: handlers fire, timers tick, and their output
+  appears above the prompt without garbling the line being typed (prompt_toolkit's
+  patch_stdout, on anyio's asyncio backend).
+- An input is complete when the parser says so: an open bracket or block, or a trailing
+  operator, asks for another line (the parser's `incomplete`, not a brace counter).
+- Declarations replace earlier ones of the same name (a handler: of the same event) and say
+  so; a `let` at the prompt makes a project variable; a bare expression prints its value in
+  literal form.
+- Ctrl-C cancels the line being typed or the statement running, never the session; Ctrl-D
+  (or EOF, or :quit) leaves with the normal shutdown.
+- When stdin is not a terminal: no banner, no prompt, values on stdout, diagnostics on
+  stderr, and the session goes on after an error, so it can be scripted and tested.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from prompt_toolkit.completion import Completer, Completion
+
+from . import ast as A
+from .checker import Checker, Symbols
+from .compiler import Layout, Scope
+from .errors import SOURCES, EvtSyntaxError, EvtUsageError
+from .interpreter import Installed, Runtime
+from .parser import parse_repl
+from .runtime import Inv
+from .values import to_repr
+
+SOURCE = "<repl>"
+PROMPT = "evt> "
+MORE = "...  "
+COMMANDS = {
+    ":help": "this help",
+    ":vars": "project and scene variables",
+    ":conns": "each connection and server: state, address, peers",
+    ":load FILE": "load a script into the session (its `on project start` runs)",
+    ":quit": "leave (Ctrl-D does the same)",
+}
+
+
+class Repl:
+    def __init__(self, rt: Runtime, builtins: dict[str, Any], interactive: bool) -> None:
+        self.rt = rt
+        self.builtins = builtins
+        self.interactive = interactive
+        self.symbols = Symbols()
+        self.buffer: list[str] = []
+        self.running: anyio.CancelScope | None = None
+
+    # ------------------------------------------------------------ output
+
+    def out(self, text: str) -> None:
+        self.rt.write(text)
+
+    def err(self, text: str) -> None:
+        self.rt.diag(text)
+
+    # ------------------------------------------------------------ the session
+
+    async def session(self) -> None:
+        """Runs beside the program; ends it when the user leaves."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._sigint)
+                if self.interactive:
+                    await self._interactive()
+                else:
+                    await self._piped()
+                tg.cancel_scope.cancel()
+        finally:
+            self.rt.request_exit(None)
+
+    async def _sigint(self) -> None:
+        """At the prompt the terminal is raw and Ctrl-C is a key; while a statement runs it
+        is a signal, which cancels that statement."""
+        try:
+            receiver = anyio.open_signal_receiver(signal.SIGINT)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return
+        with receiver as signals:
+            async for _ in signals:
+                if self.running is not None:
+                    self.running.cancel()
+
+    async def _piped(self) -> None:
+        send, receive = anyio.create_memory_object_stream[str | None](16)
+        token = anyio.lowlevel.current_token()
+
+        def reader() -> None:
+            try:
+                for line in sys.stdin:
+                    anyio.from_thread.run(send.send, line.rstrip("\n"), token=token)
+            except Exception:
+                pass
+            try:
+                anyio.from_thread.run(send.send, None, token=token)
+            except Exception:
+                pass
+
+        threading.Thread(target=reader, daemon=True, name="evt repl stdin").start()
+        async with receive:
+            async for line in receive:
+                if line is None:
+                    break
+                if not await self.feed(line):
+                    break
+        if self.buffer:  # EOF inside an unfinished input: report what is wrong with it
+            await self._complete("\n".join(self.buffer), final=True)
+
+    async def _interactive(self) -> None:
+        from prompt_toolkit import PromptSession
+        from prompt_toolkit.history import FileHistory, InMemoryHistory
+        from prompt_toolkit.lexers import PygmentsLexer
+        from prompt_toolkit.patch_stdout import patch_stdout
+
+        from .highlight import EvtLexer
+
+        history: Any
+        try:
+            path = history_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            history = FileHistory(str(path))
+        except OSError:
+            history = InMemoryHistory()
+        session: PromptSession[str] = PromptSession(
+            history=history, lexer=PygmentsLexer(EvtLexer), completer=EvtCompleter(self),
+            complete_while_typing=False)
+        from .cli import VERSION
+
+        self.out(f"evt {VERSION}: a live session. :help for help, Ctrl-D to leave.")
+        with patch_stdout(raw=True):
+            while True:
+                prompt = MORE if self.buffer else PROMPT
+                try:
+                    line = await session.prompt_async(prompt, handle_sigint=False)
+                except KeyboardInterrupt:
+                    self.buffer = []  # Ctrl-C: forget the line (and an unfinished input)
+                    continue
+                except EOFError:
+                    break
+                if not await self.feed(line):
+                    break
+
+    # ------------------------------------------------------------ one line
+
+    async def feed(self, line: str) -> bool:
+        """Take one line; run the input when it is complete. False: leave the session."""
+        stripped = line.strip()
+        if not self.buffer and stripped.startswith(":"):
+            return await self.command(stripped)
+        if not self.buffer and not stripped:
+            return True
+        self.buffer.append(line)
+        return await self._complete("\n".join(self.buffer), final=False)
+
+    async def _complete(self, text: str, final: bool) -> bool:
+        first = SOURCES.next_line(SOURCE)
+        try:
+            nodes = parse_repl(text, SOURCE, first)
+        except EvtSyntaxError as e:
+            if e.incomplete and not final:
+                return True  # ask for another line
+            self.buffer = []
+            SOURCES.extend(SOURCE, text)
+            self.err(e.format())
+            return True
+        self.buffer = []
+        SOURCES.extend(SOURCE, text)
+        return await self.execute(nodes)
+
+    async def execute(self, nodes: list[A.Node]) -> bool:
+        decls = [n for n in nodes if not isinstance(n, A.Stmt | A.Import)]
+        stmts = [n for n in nodes if isinstance(n, A.Stmt)]
+        for imp in (n for n in nodes if isinstance(n, A.Import)):
+            await self.load(imp.path)
+        problems = Checker(self.builtins, self.symbols, repl=True).check([*decls, *stmts])
+        if problems:
+            self.err("".join(d.format() for d in problems))
+            return True
+        if decls:
+            installed = self.rt.install_decls(decls)
+            self._notes(installed)
+        if stmts:
+            return await self.run_statements(stmts)
+        return True
+
+    def _notes(self, installed: Installed) -> None:
+        for note in installed.notes:
+            self.err(f"note: {note}")
+
+    async def run_statements(self, stmts: list[A.Stmt]) -> bool:
+        rt = self.rt
+        span = stmts[0].span
+        scope = Scope(Layout(), None, "repl", "repl input")
+        (fn, is_async), _, size = rt.compiler.body(A.Block(tuple(stmts), span=span), scope)
+        fr: list[Any] = [None] * size
+        fr[0] = Inv(rt, "repl input", span)
+        with anyio.CancelScope() as scope_:
+            self.running = scope_
+            try:
+                await rt.run_body((fn, is_async), fr, "repl input", span)
+            finally:
+                self.running = None
+        if scope_.cancelled_caught:
+            self.err("cancelled")
+        return not rt.done.is_set()
+
+    # ------------------------------------------------------------ commands
+
+    async def command(self, line: str) -> bool:
+        word, _, arg = line.partition(" ")
+        if word in (":quit", ":q", ":exit"):
+            return False
+        if word == ":help":
+            self.out(self.help_text())
+        elif word == ":vars":
+            self.out(self.vars_text())
+        elif word == ":conns":
+            self.out(self.conns_text())
+        elif word == ":load":
+            if not arg.strip():
+                self.err("usage: :load FILE")
+            else:
+                await self.load(arg.strip())
+        else:
+            self.err(f"unknown command {word}; :help lists the commands")
+        return True
+
+    async def load(self, path: str) -> None:
+        """Load a script: its declarations join the session, its project variables are set,
+        its timers start and its `on project start` handlers run."""
+        from .loader import load
+
+        rt = self.rt
+        try:
+            decls, problems = load(path)
+        except EvtUsageError as e:
+            self.err(e.format())
+            return
+        except EvtSyntaxError as e:
+            self.err(e.format())
+            return
+        problems += Checker(self.builtins, self.symbols, repl=True).check(decls)
+        if problems:
+            self.err("".join(d.format() for d in problems))
+            return
+        installed = rt.install_decls(decls)
+        self._notes(installed)
+        if not await rt.initialise(installed.inits):
+            return
+        for spec in installed.timers:
+            rt.start_timer(spec)
+        for h in installed.handlers:
+            if h.key == ("project start",):
+                rt.lifecycle.post(lambda h=h: rt.run_handler(h, None, None))
+
+    def help_text(self) -> str:
+        lines = ["Type declarations (connection, server, func, on, scene, import) and",
+                 "statements; a bare expression prints its value. Commands:"]
+        lines += [f"  {c:<12} {d}" for c, d in COMMANDS.items()]
+        families: dict[str, list[str]] = {}
+        for b in self.builtins.values():
+            families.setdefault(b.family, []).append(b.name)
+        lines.append("Built-in functions:")
+        lines += [f"  {fam:<11} {' '.join(sorted(names))}" for fam, names in families.items()]
+        return "\n".join(lines)
+
+    def vars_text(self) -> str:
+        rt = self.rt
+        lines = [f"{name} = {to_repr(rt.globals[i])}" for name, i in rt.global_slots.items()]
+        act = rt.current
+        if act is not None:
+            lines.append(f"scene {act.info.name}:")
+            lines += [f"  {name} = {to_repr(act.vars[i])}"
+                      for name, i in act.info.var_slots.items()]
+        return "\n".join(lines) if lines else "(no variables)"
+
+    def conns_text(self) -> str:
+        lines = []
+        for name, ep in self.rt.endpoints.items():
+            if ep.evt_type == "connection":
+                state = ep.state
+                where = f" {ep.config['url']}" if ep.config.get("url") else ""
+                remote = ep.evt_address()
+                extra = f" (remote {remote})" if remote else ""
+                lines.append(f"{name}: connection, {state}{where}{extra}")
+            else:
+                address = ep.evt_address()
+                state = f"listening on {address}" if address else "not listening"
+                n = len(ep.evt_peers())
+                lines.append(f"{name}: server, {state}, {n} peer{'s' if n != 1 else ''}")
+        return "\n".join(lines) if lines else "(no connections or servers)"
+
+
+def history_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                              ".local", "state")
+    return Path(state) / "evt" / "repl_history"
+
+
+class EvtCompleter(Completer):
+    """Completes keywords, declared names, connection names, built-ins and commands."""
+
+    def __init__(self, repl: Repl) -> None:
+        self.repl = repl
+
+    def words(self) -> set[str]:
+        from .highlight import CONSTANTS, KEYWORDS
+
+        rt = self.repl.rt
+        names = set(KEYWORDS) | set(CONSTANTS) | set(self.repl.builtins)
+        names |= set(rt.global_slots) | set(rt.funcs) | set(rt.endpoints) | set(rt.scenes)
+        if rt.current is not None:
+            names |= set(rt.current.info.var_slots)
+        return names
+
+    def get_completions(self, document: Any, complete_event: Any) -> Any:
+        text = document.text_before_cursor
+        if text.lstrip().startswith(":") and " " not in text.strip():
+            word = text.strip()
+            for c in COMMANDS:
+                name = c.split()[0]
+                if name.startswith(word):
+                    yield Completion(name, start_position=-len(word))
+            return
+        word = document.get_word_before_cursor(WORD=False)
+        if not word or not (word[0].isalpha() or word[0] == "_"):
+            return
+        for name in sorted(self.words()):
+            if name.startswith(word) and name != word:
+                suffix = "(" if name in self.repl.builtins or name in self.repl.rt.funcs else ""
+                yield Completion(name + suffix, start_position=-len(word))
+
+
+def cmd_repl(opts: Any) -> int:
+    import stdlib
+
+    from .cli import choose_loop
+
+    builtins = stdlib.load()
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    rt = Runtime(builtins=builtins, verbose=opts.verbose, trace=opts.trace, repl=True)
+    repl = Repl(rt, builtins, interactive)
+
+    async def session() -> None:
+        if opts.file:
+            await repl.load(opts.file)
+        await repl.session()
+
+    try:
+        return anyio.run(rt.main, [], False, session, backend="asyncio",
+                         backend_options=choose_loop(opts.loop))
+    except KeyboardInterrupt:
+        return 130
