@@ -537,7 +537,13 @@ class Compiler:
         rt, span, mode = self.rt, s.span, s.mode
         if not (ta or va):
             async def send(fr: list) -> None:
-                await rt.send(target(fr), value(fr), mode, fr[0], span)
+                t = target(fr)
+                try:
+                    method = t.evt_send
+                except AttributeError:
+                    await rt.send(t, None, mode, fr[0], span)  # raises the runtime error
+                    return
+                await method(value(fr), mode, fr[0], span)
             return send, True
 
         async def send_async(fr: list) -> None:

@@ -581,17 +581,22 @@ class Runtime:
                 await fn(fr)
             else:
                 fn(fr)
-        except EvtRuntimeError as e:
+        except Exception as e:
+            self.failure(e, what, span)
+
+    def failure(self, e: Exception, what: str, span: A.Span) -> None:
+        """What ended a handler (or timer block, or REPL input) early."""
+        if isinstance(e, EvtRuntimeError):
             self.report(e, what, span)
-        except ExitRequest as e:
+        elif isinstance(e, ExitRequest):
             self.request_exit(e.code)
-        except AssertFailed as e:
+        elif isinstance(e, AssertFailed):
             self.assertion(e)
-        except RecursionError:
+        elif isinstance(e, RecursionError):
             self.report(EvtRuntimeError("too much recursion (the interpreter's stack is full)",
                                         span), what, span)
-        except Exception:  # a bug of ours: show it, and keep the program going
-            self.internal_error(what)
+        else:  # a bug of ours: show it, and keep the program going
+            self.internal_error(what, e)
 
     async def run_handler(self, h: Handler, value: Any, peer: Any, depth: int = 0,
                           activation: Activation | None = None) -> None:
@@ -604,14 +609,19 @@ class Runtime:
             fr[h.as_slot] = value
         if h.from_slot is not None:
             fr[h.from_slot] = peer
-        if not h.uses_expect:
-            await self.run_body((h.body, h.is_async), fr, h.what, h.span)
-            return
-        self.expect_active += 1
+        uses_expect = h.uses_expect
+        if uses_expect:
+            self.expect_active += 1
         try:
-            await self.run_body((h.body, h.is_async), fr, h.what, h.span)
+            if h.is_async:
+                await h.body(fr)
+            else:
+                h.body(fr)
+        except Exception as e:
+            self.failure(e, h.what, h.span)
         finally:
-            self.expect_active -= 1
+            if uses_expect:
+                self.expect_active -= 1
 
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0
                        ) -> None:
@@ -644,10 +654,11 @@ class Runtime:
         self.diag(f"{e.span}: assertion failed: {e.message}\n{quote_source(e.span)}")
         self.request_exit(1)
 
-    def internal_error(self, what: str) -> None:
+    def internal_error(self, what: str, e: BaseException | None = None) -> None:
         self.failed = True
-        self.diag(f"evt: internal error in {what} (a bug in evt, please report it):\n"
-                  + traceback.format_exc())
+        trace = "".join(traceback.format_exception(e)) if e is not None \
+            else traceback.format_exc()
+        self.diag(f"evt: internal error in {what} (a bug in evt, please report it):\n{trace}")
 
     # ------------------------------------------------------------ variables
 

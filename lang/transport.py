@@ -144,7 +144,10 @@ class WebSocket:
         self.on_failure = on_failure  # told why we fail a connection (oversize, bad data...)
         self.on_frame = on_frame  # --trace: ("<" or ">", kind, payload)
         self.closed: Closed | None = None
-        self._lock = anyio.Lock(fast_acquire=True)
+        # writing: one task writes at a time, the outbox in order (see "sending" below)
+        self._writing = False
+        self._writers: list[anyio.Event] = []
+        self._broken = False
         self._outbox: deque[bytes] = deque()
         self._out_bytes = 0
         self._flushing = False
@@ -180,9 +183,29 @@ class WebSocket:
             raise ConnectionError("not connected")
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
-        frame = self.conn.send(_message(data))
-        if not await self._push(frame):
-            raise ConnectionError("connection lost")
+        frame = self.conn.send(TextMessage(data=data) if type(data) is str
+                               else BytesMessage(data=data))
+        if self._writing or self._outbox:
+            if not await self._push(frame):
+                raise ConnectionError("connection lost")
+            return
+        self._writing = True  # the common case: nobody else writes, write it now
+        try:
+            await self.stream.send(frame)
+            outbox = self._outbox
+            while outbox:  # frames queued (broadcast) while we were writing
+                data = outbox.popleft()
+                self._out_bytes -= len(data)
+                await self.stream.send(data)
+        except _STREAM_ERRORS:
+            self._outbox.clear()
+            self._out_bytes = 0
+            self._broken = True
+            raise ConnectionError("connection lost") from None
+        finally:
+            self._writing = False
+            if self._writers or self._outbox:
+                self._wake()
 
     def enqueue(self, data: str | bytes) -> bool:
         """Queue a message without waiting (broadcast). False when more than out_limit bytes
@@ -208,22 +231,41 @@ class WebSocket:
             self._flushing = False
 
     async def _push(self, frame: bytes) -> bool:
-        """Append a frame and write the outbox out. False when the stream is gone."""
-        if frame:
-            self._outbox.append(frame)
-            self._out_bytes += len(frame)
+        """Append a frame and see the outbox written out (by us, or by the task already
+        writing, which we then wait for). False when the stream is gone."""
         outbox = self._outbox
-        async with self._lock:
-            try:
-                while outbox:
-                    data = outbox.popleft()
-                    self._out_bytes -= len(data)
-                    await self.stream.send(data)
-            except _STREAM_ERRORS:
-                outbox.clear()
-                self._out_bytes = 0
-                return False
-        return True
+        if frame:
+            outbox.append(frame)
+            self._out_bytes += len(frame)
+        if self._writing:
+            done = anyio.Event()
+            self._writers.append(done)
+            await done.wait()
+            return not self._broken
+        self._writing = True
+        try:
+            while outbox:
+                data = outbox.popleft()
+                self._out_bytes -= len(data)
+                await self.stream.send(data)
+        except _STREAM_ERRORS:
+            outbox.clear()
+            self._out_bytes = 0
+            self._broken = True
+        finally:
+            self._writing = False
+            self._wake()
+        return not self._broken
+
+    def _wake(self) -> None:
+        """The writer is done: wake those who waited for it; if frames are left (queued while
+        the writer was cancelled), the first of them writes them."""
+        writers, self._writers = self._writers, []
+        for w in writers:
+            w.set()
+        if self._outbox and not self._flushing and self.spawn is not None and not self._broken:
+            self._flushing = True
+            self.spawn(self._flush)
 
     async def ping(self, payload: bytes = b"") -> None:
         if self.conn.state is ConnectionState.OPEN:

@@ -262,17 +262,21 @@ class Channel:
         return self.ws.peer.subprotocol if self.ws is not None and self.ws.open else None
 
     async def evt_send(self, value: Any, mode: str | None, inv: Any, span: A.Span) -> None:
-        try:
-            data = encode(value, mode)
-        except EvtRuntimeError as e:
-            e.span = span
-            raise
-        ws = self.ws
-        if inv.marks is not None or self.rt.expect_active:
+        t = type(value)
+        if mode is None and (t is str or t is bytes):
+            data = value
+        else:
+            try:
+                data = encode(value, mode)
+            except EvtRuntimeError as e:
+                e.span = span
+                raise
+        if self.rt.expect_active or inv.marks is not None:
             if inv.marks is None:
                 inv.marks = {}
             inv.marks[self] = self.rt.message_seq
-        if ws is None or not ws.open:
+        ws = self.ws
+        if ws is None or ws.closed is not None:
             self.endpoint.report_error(f"{self.label}: not connected", self.peer_value)
             return
         try:
