@@ -18,7 +18,7 @@ from typing import Any
 from . import ast as A
 from . import config
 from .ast import Span
-from .errors import Diagnostic
+from .errors import SOURCES, Diagnostic
 
 _WS_EVENTS = {"websocket start", "websocket stop", "websocket error", "websocket receive"}
 _NO_BINDING = {"project start", "project stop", "scene start", "scene stop"}
@@ -58,6 +58,9 @@ class Checker:
         self.symbols = symbols if symbols is not None else Symbols()
         self.repl = repl
         self.diags: list[Diagnostic] = []
+        self._repl_body: _Body | None = None
+        self._func_spans: dict[str, Span] = {}
+        self._scene_spans: dict[str, Span] = {}
 
     # ------------------------------------------------------------ entry points
 
@@ -72,7 +75,7 @@ class Checker:
         for d in decls:
             if not isinstance(d, A.Let):
                 self._decl(d)
-        self.diags.sort(key=lambda d: (d.span.file, d.span.line, d.span.col))
+        self.diags.sort(key=lambda d: SOURCES.order_key(d.span))
         return self.diags
 
     def error(self, span: Span, message: str) -> None:
@@ -90,9 +93,13 @@ class Checker:
             elif isinstance(d, A.Func):
                 self._func_name(d, s.funcs, None)
                 s.funcs[d.name] = len(d.params)
+                self._func_spans.setdefault(d.name, d.span)
             elif isinstance(d, A.Scene):
                 if d.name in s.scenes and not self.repl:
-                    self.error(d.span, f"scene '{d.name}' is declared twice")
+                    first = self._scene_spans[d.name]
+                    self.error(d.span, f"scene '{d.name}' is already declared at line "
+                                       f"{first.line}")
+                self._scene_spans.setdefault(d.name, d.span)
                 scene = s.scenes[d.name] = SceneSymbols()
                 for item in d.items:
                     if isinstance(item, A.Func):
@@ -115,7 +122,9 @@ class Checker:
         if d.name in self.builtins:
             self.error(d.span, f"'{d.name}' is a built-in function; choose another name")
         elif d.name in table and not self.repl:
-            self.error(d.span, f"function '{d.name}' is declared twice")
+            first = self._func_spans.get(d.name) if scene is None else None
+            where = f" at line {first.line}" if first is not None else ""
+            self.error(d.span, f"function '{d.name}' is already declared{where}")
         elif scene is not None and d.name in self.symbols.funcs:
             self.error(d.span, f"function '{d.name}' is already declared at project level")
         seen: set[str] = set()
@@ -143,9 +152,10 @@ class Checker:
             self._scene(d)
         elif isinstance(d, A.Import):
             pass  # the loader follows imports before checking
-        elif isinstance(d, A.Stmt):
-            body = _Body("repl", None, [{}])
-            self._stmt(d, body)
+        elif isinstance(d, A.Stmt):  # the REPL: one input's statements share one body
+            if self._repl_body is None:
+                self._repl_body = _Body("repl", None, [{}])
+            self._stmt(d, self._repl_body)
         else:  # pragma: no cover - the parser makes nothing else
             raise TypeError(f"unexpected declaration {d!r}")
 

@@ -85,7 +85,7 @@ def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | No
     """Parse, follow imports and check. Prints every problem; returns (decls, 0) or
     (None, exit code)."""
     from .checker import check
-    from .errors import EvtSyntaxError, EvtUsageError
+    from .errors import SOURCES, EvtSyntaxError, EvtUsageError
     from .loader import load
 
     try:
@@ -96,7 +96,7 @@ def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | No
     except EvtSyntaxError as e:
         _err(e.format())
         return None, 3
-    problems = problems + check(decls, builtins)
+    problems = sorted(problems + check(decls, builtins), key=lambda d: SOURCES.order_key(d.span))
     if problems:
         for d in problems:
             _err(d.format())

@@ -653,14 +653,14 @@ class Compiler:
         async def assert_(fr: list) -> None:
             if not await _ev(cond, ca, fr):
                 m = await _ev(msg, ma, fr)
-                raise AssertFailed(to_str(m) if m is not None else "assertion failed", span)
+                raise AssertFailed(to_str(m) if m is not None else "", span)
         if ca or ma:
             return assert_, True
 
         def assert_sync(fr: list) -> None:
             if not cond(fr):
                 m = msg(fr)
-                raise AssertFailed(to_str(m) if m is not None else "assertion failed", span)
+                raise AssertFailed(to_str(m) if m is not None else "", span)
         return assert_sync, False
 
     def s_Exit(self, s: A.Exit) -> Compiled:

@@ -19,6 +19,16 @@ class _Sources:
 
     def __init__(self) -> None:
         self._lines: dict[str, list[str]] = {}
+        self._anchors: dict[str, tuple] = {}
+
+    def set_anchor(self, file: str, anchor: tuple) -> None:
+        """Where a file's text stands in the program: () for the main file, else the anchor
+        of the importing file plus the position of the `import` line."""
+        self._anchors[file] = anchor
+
+    def order_key(self, span: Span) -> tuple:
+        """Sorts diagnostics in source order, imported files at their `import` line."""
+        return (*self._anchors.get(span.file, ((1 << 30, span.file),)), (span.line, span.col))
 
     def add(self, file: str, text: str) -> None:
         self._lines[file] = text.split("\n")

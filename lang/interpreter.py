@@ -211,9 +211,9 @@ class TimerHandle:
             rt.release()
 
     async def _once(self, frame: list) -> None:
-        if self.cancelled or self.rt.shutting_down:
-            return
         rt = self.rt
+        if self.cancelled or rt.shutting_down or rt.exiting:
+            return
         fr = list(frame) if self.fresh else frame
         fr[0] = Inv(rt, self.what, self.span)
         self.running = True
@@ -297,6 +297,8 @@ class Runtime:
         self.exit_code: int | None = None
         self.signal_code: int | None = None
         self.shutting_down = False
+        self.stopping = False
+        self.exiting = False
         self.done = anyio.Event()
         self.tg: anyio.abc.TaskGroup | None = None
         self.compiler = Compiler(self, builtins)
@@ -557,9 +559,17 @@ class Runtime:
         self.tg.start_soon(fn, *args)
 
     def request_exit(self, code: int | None) -> None:
+        """`exit`, a failed assert, or the REPL's end: nothing more runs but the shutdown."""
         if self.exit_code is None:
             self.exit_code = code if code is not None else -1
+        self.exiting = True
         self.done.set()
+
+    def _stop_if_exiting(self) -> None:
+        """After an inline dispatch (emit, change scene): if a handler called `exit`, the
+        handler that dispatched stops too."""
+        if self.exiting and not self.shutting_down:
+            raise ExitRequest(None)
 
     def final_code(self) -> int:
         if self.signal_code is not None:
@@ -625,15 +635,19 @@ class Runtime:
 
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0
                        ) -> None:
-        """Run every handler of an event, project scope first, then the current scene's."""
+        """Run every handler of an event, project scope first, then the current scene's.
+        Once `exit` ran, only the shutdown's own handlers run."""
         for h in self.handlers.get(key, ()):
-            if self.shutting_down and key[0] != "project stop":
+            if self.shutting_down:
+                if key[0] != "project stop":
+                    return
+            elif self.exiting:
                 return
             await self.run_handler(h, value, peer, depth)
         act = self.current
         if act is not None:
             for h in act.info.handlers.get(key, ()):
-                if self.current is not act or (self.shutting_down and key[0] != "scene stop"):
+                if self.current is not act or self.shutting_down or self.exiting:
                     return
                 await self.run_handler(h, value, peer, depth, act)
 
@@ -651,7 +665,8 @@ class Runtime:
     def assertion(self, e: AssertFailed) -> None:
         self.failed = True
         from .errors import quote_source
-        self.diag(f"{e.span}: assertion failed: {e.message}\n{quote_source(e.span)}")
+        message = f": {e.message}" if e.message else ""
+        self.diag(f"{e.span}: assertion failed{message}\n{quote_source(e.span)}")
         self.request_exit(1)
 
     def internal_error(self, what: str, e: BaseException | None = None) -> None:
@@ -687,6 +702,7 @@ class Runtime:
             raise EvtRuntimeError(f"too much recursion: emit nested more than {MAX_DEPTH} deep",
                                   span)
         await self.dispatch(("event", name), value, None, inv.depth + 1)
+        self._stop_if_exiting()
 
     async def change_scene(self, name: str, inv: Inv | None, span: A.Span) -> None:
         info = self.scenes.get(name)
@@ -717,7 +733,10 @@ class Runtime:
 
     async def _scene_event(self, act: Activation, kind: str, depth: int) -> None:
         for h in act.info.handlers.get((kind,), ()):
+            if self.exiting and not self.shutting_down:
+                break
             await self.run_handler(h, None, None, depth, act)
+        self._stop_if_exiting()
 
     def new_timer(self, kind: str, seconds: float, body: Any, span: A.Span, what: str,
                   scene_vars: Any, uses_expect: bool) -> TimerHandle:
@@ -836,6 +855,7 @@ class Runtime:
                 finally:
                     self.release()
                 await self.done.wait()
+                self.stopping = True  # what is cancelled now is ended by the shutdown
                 tg.cancel_scope.cancel()
             await self.shutdown()
             outer.cancel_scope.cancel()

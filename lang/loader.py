@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from . import ast as A
-from .errors import Diagnostic, EvtUsageError
+from .errors import SOURCES, Diagnostic, EvtUsageError
 from .parser import parse_module
 
 
@@ -34,12 +34,13 @@ def load(path: str) -> tuple[list[A.Node], list[Diagnostic]]:
     decls: list[A.Node] = []
     problems: list[Diagnostic] = []
     seen = {os.path.realpath(path)}
+    SOURCES.set_anchor(path, ())
     _visit(path, read_source(path), decls, problems, seen)
     return decls, problems
 
 
 def _visit(path: str, text: str, decls: list[A.Node], problems: list[Diagnostic],
-           seen: set[str]) -> None:
+           seen: set[str], anchor: tuple = ()) -> None:
     module = parse_module(text, path)
     base = os.path.dirname(path)
     for d in module.decls:
@@ -59,4 +60,6 @@ def _visit(path: str, text: str, decls: list[A.Node], problems: list[Diagnostic]
         except EvtUsageError as e:
             problems.append(Diagnostic(d.span, e.message))
             continue
-        _visit(target, imported, decls, problems, seen)
+        child = (*anchor, (d.span.line, d.span.col))
+        SOURCES.set_anchor(target, child)
+        _visit(target, imported, decls, problems, seen, child)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .ast import Span
 from .errors import EvtRuntimeError
-from .values import contains, equals, to_str, type_name
+from .values import a_type, contains, equals, to_str, type_name
 
 _NUM = (int, float)
 
@@ -27,10 +27,18 @@ def err(message: str, span: Span) -> EvtRuntimeError:
     return EvtRuntimeError(message, span)
 
 
+def _too_large(span: Span) -> EvtRuntimeError:
+    return err("the result is too large for a float (an int this big cannot mix with floats)",
+               span)
+
+
 def add(a: Any, b: Any, span: Span) -> Any:
     ta, tb = type(a), type(b)
     if _is_num(a) and _is_num(b):
-        return a + b
+        try:
+            return a + b
+        except OverflowError:
+            raise _too_large(span) from None
     if ta is tb and ta in (str, list, bytes):
         return a + b
     if (ta is str and tb in (int, float, bool)) or (tb is str and ta in (int, float, bool)) \
@@ -42,13 +50,19 @@ def add(a: Any, b: Any, span: Span) -> Any:
 
 def sub(a: Any, b: Any, span: Span) -> Any:
     if _is_num(a) and _is_num(b):
-        return a - b
+        try:
+            return a - b
+        except OverflowError:
+            raise _too_large(span) from None
     raise err(f"cannot subtract {type_name(b)} from {type_name(a)}", span)
 
 
 def mul(a: Any, b: Any, span: Span) -> Any:
     if _is_num(a) and _is_num(b):
-        return a * b
+        try:
+            return a * b
+        except OverflowError:
+            raise _too_large(span) from None
     if type(a) is str or type(b) is str:
         raise err(f"cannot multiply {type_name(a)} and {type_name(b)}; "
                   "to repeat a string, use repeat(s, n)", span)
@@ -70,7 +84,10 @@ def mod(a: Any, b: Any, span: Span) -> Any:
     if _is_num(a) and _is_num(b):
         if b == 0:
             raise err("remainder by zero ('%' with 0 on the right)", span)
-        return a % b
+        try:
+            return a % b
+        except OverflowError:
+            raise _too_large(span) from None
     raise err(f"cannot take the remainder of {type_name(a)} by {type_name(b)}", span)
 
 
@@ -155,19 +172,19 @@ def index(obj: Any, key: Any, span: Span) -> Any:
             raise err(f"no key {_shown_key(key)} in this map{_keys_hint(obj)}; "
                       "get(m, key, default) returns a default instead", span) from None
         except TypeError:
-            raise err(f"a {type_name(key)} cannot be a map key", span) from None
+            raise err(f"{a_type(key)} cannot be a map key", span) from None
     if t is list or t is str or t is bytes:
         if type(key) is not int:
-            raise err(f"a {type_name(obj)} index must be an int, got {type_name(key)}", span)
+            raise err(f"{a_type(obj)} index must be an int, got {type_name(key)}", span)
         try:
             return obj[key]
         except IndexError:
-            raise err(f"index {key} is out of range for a {type_name(obj)} of length "
+            raise err(f"index {key} is out of range for {a_type(obj)} of length "
                       f"{len(obj)}", span) from None
     getter = getattr(obj, "evt_get", None)
     if getter is not None and type(key) is str:
         return getter(key, span)
-    raise err(f"cannot index a {type_name(obj)}", span)
+    raise err(f"cannot index {a_type(obj)}", span)
 
 
 def _keys_hint(m: dict) -> str:
@@ -187,7 +204,7 @@ def attr(obj: Any, name: str, span: Span) -> Any:
     getter = getattr(obj, "evt_get", None)
     if getter is not None:
         return getter(name, span)
-    raise err(f"a {type_name(obj)} has no fields ('.{name}')", span)
+    raise err(f"{a_type(obj)} has no fields ('.{name}')", span)
 
 
 def set_index(obj: Any, key: Any, value: Any, span: Span) -> None:
@@ -196,7 +213,7 @@ def set_index(obj: Any, key: Any, value: Any, span: Span) -> None:
         try:
             obj[key] = value
         except TypeError:
-            raise err(f"a {type_name(key)} cannot be a map key", span) from None
+            raise err(f"{a_type(key)} cannot be a map key", span) from None
         return
     if t is list:
         if type(key) is not int:
@@ -213,7 +230,7 @@ def set_index(obj: Any, key: Any, value: Any, span: Span) -> None:
         return
     if t is str:
         raise err("strings cannot be changed in place; build a new one", span)
-    raise err(f"cannot assign into a {type_name(obj)}", span)
+    raise err(f"cannot assign into {a_type(obj)}", span)
 
 
 def set_attr(obj: Any, name: str, value: Any, span: Span) -> None:
@@ -224,7 +241,7 @@ def set_attr(obj: Any, name: str, value: Any, span: Span) -> None:
     if setter is not None:
         setter(name, value, span)
         return
-    raise err(f"cannot set a field on a {type_name(obj)}", span)
+    raise err(f"cannot set a field on {a_type(obj)}", span)
 
 
 # ---------------------------------------------------------------- iteration and checks
@@ -239,7 +256,7 @@ def iterate(v: Any, span: Span) -> Any:
         return list(v)
     if t is str or t is bytes:
         return v
-    raise err(f"cannot loop over a {type_name(v)}", span)
+    raise err(f"cannot loop over {a_type(v)}", span)
 
 
 def pairs(v: Any, span: Span) -> Any:
@@ -251,7 +268,7 @@ def pairs(v: Any, span: Span) -> Any:
         for item in v:
             if type(item) is not list or len(item) != 2:
                 raise err("'for a, b in xs' needs a map or a list of two-item lists, found "
-                          f"a {type_name(item)}" + (f" of length {len(item)}"
+                          f"{a_type(item)}" + (f" of length {len(item)}"
                                                      if type(item) is list else ""), span)
             out.append(item)
         return out

@@ -33,7 +33,7 @@ from lark.parsers.lalr_analysis import Shift
 from . import ast as A
 from .ast import Span
 from .errors import SOURCES, EvtSyntaxError
-from .transform import AtToken, ToAst, Tok
+from .transform import AtToken, ToAst, Tok, unclosed_interp
 
 _GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 _TRANSFORMER = ToAst()
@@ -153,10 +153,13 @@ _RAW = re.compile(r"""[ \t\f]*(?:
 _ELSE_AHEAD = re.compile(r"[ \t\f]*else(?![A-Za-z0-9_])")
 _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 _OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
-# A line that ends with one of these goes on on the next line (`let x = a +` / `  b`).
+# A line that ends with a binary operator (or a '.') goes on on the next line
+# (`let x = a +` / `  b`). Not after '=' or ',': there an unfinished line is more often a
+# mistake, and the error is clearer where the line ends.
 _CONTINUES = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE", "GT", "GE",
-              "AND", "OR", "NOT", "IN", "NOT_IN", "ASSIGN", "COMMA", "DOT", "COLON"}
+              "AND", "OR", "NOT", "IN", "NOT_IN", "DOT"}
 _CLOSERS = {"RPAR", "RSQB", "RBRACE"}
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
 
 
 class _ParseError(Exception):
@@ -196,7 +199,7 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
         if m is None:
             rest = text[pos:]
             pos += len(rest) - len(rest.lstrip(" \t\f"))
-            raise _ParseError(None, set(acts), brackets, pos)
+            raise _ParseError(None, set(acts), brackets, pos, last_tok)
         kind = m.lastgroup
         if kind == "EOF":
             tok = Tok("$END", "", line, n - line_start + 1, n, n)
@@ -214,9 +217,19 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                 if nl:
                     line += nl
                     line_start = pos + value.rfind("\n") + 1
-                if (brackets and brackets[-1].type != "LBRACE") or last in _CONTINUES:
+                if ((brackets and brackets[-1].type != "LBRACE") or last in _CONTINUES) \
+                        and ";" not in value:
                     pos = end
                     continue
+                if brackets and brackets[-1].type != "LBRACE":
+                    at = value.index(";")
+                    semi = pos + at
+                    before = value.rfind("\n", 0, at)
+                    semi_line = tok_line + value.count("\n", 0, at)
+                    semi_col = at - before if before >= 0 else col + at
+                    tok = Tok("SEMI", ";", semi_line, semi_col, semi, semi + 1)
+                    raise _ParseError(tok, _really_expected(tb, state_stack, end_state),
+                                      brackets, semi, last_tok)
                 if "ELSE" in acts:
                     m2 = _ELSE_AHEAD.match(text, end)
                     if m2 is not None:
@@ -228,16 +241,22 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                     pos = end
             elif kind == "NAME":
                 ttype = keywords.get(value)
-                if ttype is None or ttype not in acts:
-                    if value == "not" and "NOT_IN" in acts:
-                        m2 = _IN_AHEAD.match(text, end)
-                        if m2 is not None:
-                            end = m2.end()
-                            ttype = "NOT_IN"
-                    elif value == "else" and "ELSE" in acts:
-                        ttype = "ELSE"
-                    elif "NAME" in acts or ttype is None:
-                        ttype = "NAME"
+                if value == "else":
+                    # a field (`m.else`) or a map key; elsewhere never a name, so that a
+                    # stray `else` gets its own message
+                    in_map_key = bool(brackets) and brackets[-1].type == "LMAP" and \
+                        last in ("LMAP", "COMMA")
+                    ttype = "NAME" if last == "DOT" or in_map_key else "ELSE"
+                elif ttype is None:
+                    ttype = "NAME"
+                elif value == "not" and "NOT_IN" in acts and _IN_AHEAD.match(text, end):
+                    end = _IN_AHEAD.match(text, end).end()  # type: ignore[union-attr]
+                    ttype = "NOT_IN"
+                elif ttype not in acts:
+                    if "NAME" in acts:
+                        ttype = "NAME"  # a keyword only where the grammar takes it
+                elif "NAME" in acts and not _shifts(tb, state_stack, ttype, end_state):
+                    ttype = "NAME"  # the keyword only looked possible (merged lookaheads)
                 tok = Tok(ttype, value, line, col, pos, end)
                 pos = end
             elif kind == "OP":
@@ -249,15 +268,26 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
             else:  # NUMBER STRING BYTES
                 tok = Tok(kind, value, line, col, pos, end)
                 pos = end
+                if kind == "STRING" and "${" in value:
+                    at = unclosed_interp(value[1:-1])
+                    if at is not None:
+                        # a word right after the string: a same-quote string inside ${ }
+                        # probably ended it early
+                        nested = text[end:end + 1].isalnum() or text[end:end + 1] == "_"
+                        hint = ("; inside '${...}' write strings with the other quote style"
+                                if nested else "")
+                        raise AtToken(tok, "'${' is never closed with '}'" + hint, at + 1)
         # ---- feed it: reduce as long as the table says so, then shift
         ttype = tok.type
         while True:
             act = acts.get(ttype)
             if act is None:
-                raise _ParseError(tok, set(acts), brackets, tok.pos, last_tok)
+                raise _ParseError(tok, _really_expected(tb, state_stack, end_state), brackets,
+                                  tok.pos, last_tok)
             if act >= 0:
                 if ttype == "$END":
-                    raise _ParseError(tok, set(acts), brackets, tok.pos, last_tok)
+                    raise _ParseError(tok, _really_expected(tb, state_stack, end_state),
+                                      brackets, tok.pos, last_tok)
                 state_stack.append(act)
                 value_stack.append(tok)
                 acts = actions[act]
@@ -307,6 +337,30 @@ def _unit_chain(tb: _Tables, below: Any, state: Any, ttype: str, end_state: Any)
             break
         state = goto[below]
     return state
+
+
+def _shifts(tb: _Tables, stack: list[Any], ttype: str, end_state: Any) -> bool:
+    """Whether `ttype` really shifts from this stack, after the reductions it triggers. (An
+    LALR state merges the lookaheads of every context it serves, so a terminal it lists may
+    still fail a few reductions later.)"""
+    stack = list(stack)
+    while True:
+        act = tb.actions[stack[-1]].get(ttype)
+        if act is None:
+            return False
+        if act >= 0:
+            return True
+        size, _callback, goto = tb.rules[~act]
+        if size:
+            del stack[-size:]
+        state = goto[stack[-1]]
+        if ttype == "$END" and state == end_state:
+            return True
+        stack.append(state)
+
+
+def _really_expected(tb: _Tables, stack: list[Any], end_state: Any) -> set[str]:
+    return {t for t in tb.actions[stack[-1]] if _shifts(tb, stack, t, end_state)}
 
 
 def _sub_parse(source: str, line: int, col: int) -> A.Expr:
@@ -415,6 +469,8 @@ def _word(t: str) -> str:
 
 def _found(tok: Tok) -> str:
     t = tok.type
+    if t == "SEMI":
+        return "';'"
     if t in ("_NL", "$END"):
         if t == "_NL" and tok.value.strip().startswith(";"):
             return "';'"
@@ -489,6 +545,10 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
     stack = e.stack
     tok = e.token
     if tok is None:  # no token could be read at e.pos
+        pos = e.pos
+        if text[pos:pos + 1] in ("'", '"') and pos > 0 and text[pos - 1] == "b" and (
+                pos == 1 or not (text[pos - 2].isalnum() or text[pos - 2] == "_")):
+            e.pos = pos - 1  # `b"...` unclosed: the lexer read the `b` as a name
         line = text.count("\n", 0, e.pos) + first_line
         col = e.pos - (text.rfind("\n", 0, e.pos) + 1) + 1
         return EvtSyntaxError(Span(path, line, col), _bad_char(text, e.pos))
@@ -523,6 +583,11 @@ def _hint(tok: Tok, expected: set[str], stack: list[Tok]) -> str:
         return "to compare, write '=='"
     if t in _CLOSERS and not stack:
         return f"this '{value}' has no matching opening bracket"
+    if t in _CLOSERS and stack and _PAIRS[stack[-1].value] != value:
+        opener = stack[-1]
+        return f"the '{opener.value}' at {opener.line}:{opener.column} is still open"
+    if t == "ELSE" and "ELSE" not in expected:
+        return "an 'else' must follow the '}' of an 'if' block"
     if t == "NAME" and value in _MISSPELLED:
         return f"did you mean '{_MISSPELLED[value]}'?"
     if t == "NAME" and expected & _KEYWORD_TYPES:

@@ -209,9 +209,11 @@ class Repl:
         fr[0] = Inv(rt, "repl input", span)
         with anyio.CancelScope() as scope_:
             self.running = scope_
+            rt.expect_active += 1  # an input may `expect`: connections keep their log
             try:
                 await rt.run_body((fn, is_async), fr, "repl input", span)
             finally:
+                rt.expect_active -= 1
                 self.running = None
         if scope_.cancelled_caught:
             self.err("cancelled")

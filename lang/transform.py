@@ -43,7 +43,11 @@ def parse_number(text: str) -> int | float:
             return float(mant) / 1000 if is_float else int(mant) / 1000
         return float(mant) * _DURATION[unit]
     size = float(mant) * _SIZE[unit] if is_float else int(mant) * _SIZE[unit]
-    return round(size)
+    if isinstance(size, float):
+        if not size.is_integer():  # also inf and nan
+            raise ValueError(f"'{text}' is not a whole number of bytes")
+        return int(size)
+    return size
 
 
 class LiteralError(Exception):
@@ -75,6 +79,20 @@ def _read_escape(body: str, i: int) -> tuple[str, int]:
             raise LiteralError(i, f"'\\u{{{digits}}}' is not a valid character")
         return chr(code), close + 1
     raise LiteralError(i, f"unknown escape '\\{c}' (known: \\n \\t \\r \\0 \\\\ \\\" \\' \\$ \\xHH \\u{{...}})")
+
+
+def unclosed_interp(body: str) -> int | None:
+    """The index of the first '${' in a string body that has no closing '}', or None."""
+    i = body.find("${")
+    while i >= 0:
+        if i > 0 and body[i - 1] == "\\":
+            i = body.find("${", i + 2)
+            continue
+        end = _interp_end(body, i + 2)
+        if end < 0:
+            return i
+        i = body.find("${", end)
+    return None
 
 
 def _interp_end(body: str, start: int) -> int:
@@ -331,7 +349,7 @@ class ToAst(Transformer):
         return A.Emit(c[1].value, c[2] if len(c) > 2 else None, span=self._sp(c[0]))
 
     def change_stmt(self, c: list) -> A.ChangeScene:
-        return A.ChangeScene(c[2].value, span=self._sp(c[0]))
+        return A.ChangeScene(c[2].value, span=self._sp(c[2]))
 
     def print_stmt(self, c: list) -> A.Print:
         return A.Print(tuple(x for x in c[1:] if isinstance(x, A.Expr)), span=self._sp(c[0]))
@@ -378,7 +396,11 @@ class ToAst(Transformer):
         return c[1]  # ( expr )
 
     def number(self, c: list) -> A.Const:
-        return A.Const(parse_number(c[0].value), span=self._sp(c[0]))
+        try:
+            value = parse_number(c[0].value)
+        except ValueError as e:
+            raise AtToken(c[0], str(e)) from None
+        return A.Const(value, span=self._sp(c[0]))
 
     def string(self, c: list) -> A.Expr:
         return self._string(c[0])
@@ -419,7 +441,10 @@ class ToAst(Transformer):
         if tok.type == "NAME":
             key: Any = tok.value
         elif tok.type == "NUMBER":
-            key = parse_number(tok.value)
+            try:
+                key = parse_number(tok.value)
+            except ValueError as e:
+                raise AtToken(tok, str(e)) from None
         else:
             k = self._string(tok)
             if not isinstance(k, A.Const):

@@ -279,6 +279,8 @@ class WebSocket:
         self._reading = True
         self._reader_id = anyio.get_current_task().id
         try:
+            # frames that came in the same read as the handshake are already in wsproto
+            await self._events(on_message)
             while self.closed is None:
                 data = await self._receive()
                 if data is None:
@@ -301,11 +303,14 @@ class WebSocket:
             return None
 
     async def _feed(self, data: bytes, on_message: Callable[[Any], Awaitable[None]]) -> None:
-        conn = self.conn
         try:
-            conn.receive_data(data)
+            self.conn.receive_data(data)
         except LocalProtocolError:
             return
+        await self._events(on_message)
+
+    async def _events(self, on_message: Callable[[Any], Awaitable[None]]) -> None:
+        conn = self.conn
         for ev in conn.events():
             t = type(ev)
             if t is TextMessage or t is BytesMessage:
@@ -347,7 +352,7 @@ class WebSocket:
     async def _on_close(self, ev: CloseConnection) -> None:
         state = self.conn.state
         if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer, then end TCP
-            self._received = (ev.code, ev.reason or "")
+            self._received = (int(ev.code), ev.reason or "")
             if self.on_frame is not None:
                 self.on_frame("<", "close", close_text(ev.code, ev.reason or ""))
             code = ev.code if ev.code not in (1005, 1006, 1015) else 1000
@@ -359,13 +364,16 @@ class WebSocket:
                 await self._push(reply)
             await self._end_tcp()
         elif state is ConnectionState.CLOSED:  # the peer answered our close
-            self._received = (ev.code, ev.reason or "")
+            self._received = (int(ev.code), ev.reason or "")
             if self.on_frame is not None:
                 self.on_frame("<", "close", close_text(ev.code, ev.reason or ""))
             await self._end_tcp()
         else:  # wsproto found a protocol violation in what the peer sent
-            code = ev.code if ev.code in (1002, 1007, 1009) else 1002
+            code = int(ev.code) if ev.code in (1002, 1007, 1009) else 1002
+            # wsproto cannot parse past it, so no close reply could be read: send our close
+            # frame and drop TCP at once (RFC 6455 §7.1.7)
             await self.fail(code, ev.reason or CLOSE_NAMES[code])
+            await self._finish(clean=False)
 
     async def _end_tcp(self) -> None:
         """After the close handshake: a server closes TCP now; a client waits (a while) for
@@ -419,6 +427,8 @@ class WebSocket:
         reader finishes the handshake."""
         if self.closed is not None:
             return self.closed
+        if self._deadline is None:
+            self._deadline = anyio.current_time() + self.limits.close_timeout
         if self.conn.state is ConnectionState.OPEN:
             if self.on_frame is not None:
                 self.on_frame(">", "close", close_text(code, reason))
@@ -427,10 +437,8 @@ class WebSocket:
             except LocalProtocolError:
                 frame = b""
             if frame:
-                with anyio.move_on_after(self.limits.close_timeout):
+                with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0)):
                     await self._push(frame)
-        if self._deadline is None:
-            self._deadline = anyio.current_time() + self.limits.close_timeout
         if self._reading:
             if anyio.get_current_task().id == self._reader_id:
                 return None  # we are the reader: it goes on and finishes the handshake
@@ -470,8 +478,8 @@ class WebSocket:
             if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
                 return
             self._pong = anyio.Event()
-            await self.ping(b"evt")
             with anyio.move_on_after(self.limits.ping_timeout) as scope:
+                await self.ping(b"evt")  # a peer that stopped reading blocks this write
                 await self._pong.wait()
             if scope.cancelled_caught and self.closed is None:
                 await self.fail(1011, f"no pong within {_seconds(self.limits.ping_timeout)}")
@@ -693,7 +701,14 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                   opts: ServerOptions, remote: str, admit: Callable[[], str | None] | None,
                   **hooks: Any) -> WebSocket:
     path, _, query = req.target.partition("?")
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.extra_headers]
+    # wsproto takes these out of the headers into fields of its own: put them back
+    headers = [("host", req.host)]
+    if req.subprotocols:
+        headers.append(("sec-websocket-protocol", ", ".join(req.subprotocols)))
+    if req.extensions:
+        headers.append(("sec-websocket-extensions",
+                        ", ".join(e if isinstance(e, str) else e.name for e in req.extensions)))
+    headers += [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.extra_headers]
     if opts.path is not None and path != opts.path:
         await _reject(stream, ws, 404, f"no WebSocket at {path}")
         raise Rejected(404, f"path {path!r} is not {opts.path!r}")

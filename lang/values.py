@@ -31,6 +31,14 @@ def type_name(v: Any) -> str:
     return getattr(v, "evt_type", type(v).__name__)
 
 
+def a_type(v: Any) -> str:
+    """'an int', 'a string', 'null': a value's type with its article, for messages."""
+    name = type_name(v)
+    if name == "null":
+        return name
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
 # ---------------------------------------------------------------- printing
 
 
@@ -253,7 +261,7 @@ def _json_problem(v: Any, depth: int = 0) -> str | None:
         return None
     if t in (str, int, float, bool) or v is None:
         return None
-    return f"a {type_name(v)} value has no JSON form"
+    return f"{a_type(v)} value has no JSON form"
 
 
 def from_json(text: str | bytes) -> Any:

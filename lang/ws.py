@@ -322,6 +322,12 @@ class Channel:
     def expect_can_wait(self) -> bool:
         return self.ws is not None and self.ws.closed is None
 
+    def wake_expect(self) -> None:
+        """The connection ended: an `expect` waiting on it gives up now."""
+        if self._arrived is not None:
+            self._arrived.set()
+            self._arrived = None
+
 
 class ClientEndpoint(Endpoint, Channel):
     """A `connection`: connects, reconnects, and is its own (single) channel."""
@@ -350,7 +356,10 @@ class ClientEndpoint(Endpoint, Channel):
         return self.ws.peer.remote if self.ws is not None and self.ws.open else None
 
     def expect_can_wait(self) -> bool:
-        return self.wanted
+        """Open, connecting, or going to reconnect."""
+        if self.ws is not None and self.ws.closed is None:
+            return True
+        return self.wanted and (self.state == "connecting" or bool(self.config["reconnect"]))
 
     # ------------------------------------------------------------ start / stop
 
@@ -446,6 +455,7 @@ class ClientEndpoint(Endpoint, Channel):
                 pass
         self.verbose(f"closed {close_text(closed.code, closed.reason)}"
                      f"{'' if closed.clean else ', not clean'}")
+        self.wake_expect()
         self.post_event("stop", closed_value(closed))
         return closed
 

@@ -111,6 +111,7 @@ class PeerChannel(Channel):
             tg.cancel_scope.cancel()
         server.verbose(f"peer {self.id} closed {close_text(closed.code, closed.reason)}"
                        f"{'' if closed.clean else ', not clean'}")
+        self.wake_expect()
         self.post_event("stop", closed_value(closed))
 
 
@@ -127,11 +128,10 @@ class ServerEndpoint(Endpoint):
         self.source = Source(rt)  # server-level events (a listen failure)
         self.peers: dict[int, PeerChannel] = {}
         self.address: str | None = None
-        self.scope: anyio.CancelScope | None = None
+        self.scope: anyio.CancelScope | None = None  # while listening
         self.next_id = 1
         self.admitted = 0
         self._tls: ssl.SSLContext | None = None
-        self._stopped = anyio.Event()
 
     def source_for_errors(self) -> Any:
         return self.source
@@ -173,36 +173,47 @@ class ServerEndpoint(Endpoint):
         scheme = "wss" if self._tls is not None else "ws"
         self.rt.log(f"{self.name}: listening on {scheme}://{self.address}/")
         self.scope = anyio.CancelScope()
-        self._stopped = anyio.Event()
         self.rt.hold()
-        self.rt.spawn(self._serve, listener)
+        self.rt.spawn(self._serve, listener, self.scope)
 
-    async def _serve(self, listener: anyio.abc.Listener) -> None:
+    async def _serve(self, listener: anyio.abc.Listener, scope: anyio.CancelScope) -> None:
+        """Accept until stopped. Peers run in a task group of their own, outside the
+        listening scope: `stop NAME` from a peer's own handler must not cancel that handler,
+        and stopping to listen must not cut the close handshakes short."""
         try:
-            assert self.scope is not None
-            with self.scope:
-                async with listener:
-                    await listener.serve(self._client)
+            async with anyio.create_task_group() as peers:
+                with scope:
+                    async with listener:
+                        await listener.serve(self._client, task_group=peers)
         finally:
-            self.scope = None
-            self.address = None
-            self._stopped.set()
+            if self.scope is scope:
+                self.scope = None
+                self.address = None
             self.rt.release()
 
     async def evt_stop(self, span: A.Span) -> None:
-        if self.scope is None:
+        """Stop listening, and close every peer with 1001 (waiting for their close
+        handshakes)."""
+        scope = self.scope
+        if scope is None:
             return
         self.verbose("stopping")
+        self.scope = None
+        self.address = None
+        scope.cancel()
         await self._close_peers(1001)
-        if self.scope is not None:
-            self.scope.cancel()
-            await self._stopped.wait()
 
     async def _close_peers(self, code: int) -> None:
+        me = anyio.get_current_task().id
         async with anyio.create_task_group() as tg:
             for peer in list(self.peers.values()):
-                if peer.ws is not None and peer.ws.closed is None:
-                    tg.start_soon(peer.ws.close, code, "")
+                ws = peer.ws
+                if ws is None or ws.closed is not None:
+                    continue
+                if ws._reader_id == me and ws._reading:
+                    await ws.close(code, "")  # our own reader: it finishes the handshake
+                else:
+                    tg.start_soon(ws.close, code, "")
 
     async def shutdown(self) -> None:
         await self._close_peers(1001)
@@ -267,7 +278,8 @@ class ServerEndpoint(Endpoint):
             try:
                 await peer.session()
             finally:
-                del self.peers[peer.id]
+                if not self.rt.stopping:  # at the program's end the shutdown closes it
+                    del self.peers[peer.id]
         finally:
             if admitted:
                 self.admitted -= 1

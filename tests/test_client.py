@@ -1,0 +1,744 @@
+"""evt scripts in the client role against independent servers on 127.0.0.1.
+
+The peer is the `websockets` library (asyncio API) on the test's event loop, or, where a
+server must misbehave (never answer a ping, never answer a close), a bare anyio TCP listener
+that does the HTTP upgrade by hand and then only reads. Scripts name the server's port as
+PORT; `script()` fills it in. What the peer saw is recorded by its handler and asserted in
+the test body (an exception in a websockets handler would only be logged).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from conftest import run_evt
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = pytest.mark.anyio
+
+T = 10  # seconds: the hard limit on any wait in this file
+
+
+def script(source: str, port: int) -> str:
+    return source.replace("PORT", str(port))
+
+
+@asynccontextmanager
+async def ws_server(handler: Callable[[ServerConnection], Awaitable[None]],
+                    **kw: Any) -> AsyncIterator[int]:
+    """A websockets server on 127.0.0.1, a free port; yields the port."""
+    async with serve(handler, "127.0.0.1", 0, **kw) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+async def echo(ws: ServerConnection) -> None:
+    async for msg in ws:
+        await ws.send(msg)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder:
+    """What a websockets handler saw: messages, how the connection closed, and events."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.request_headers: Any = None
+        self.subprotocol: str | None = None
+        self.closed = anyio.Event()
+
+    async def record(self, ws: ServerConnection) -> None:
+        """Read everything until the connection ends, then keep its close code."""
+        try:
+            async for msg in ws:
+                self.messages.append(msg)
+        except ConnectionClosed:
+            pass
+        await ws.wait_closed()
+        self.close_code = ws.close_code
+        self.close_reason = ws.close_reason
+        self.closed.set()
+
+
+# ---------------------------------------------------------------- messages
+
+
+async def test_text_echo(tmp_path: Any) -> None:
+    async with ws_server(echo) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { send c "hello ✓ ${1 + 1}" }
+            on websocket receive c as m {
+                print "got", type(m), m
+                stop c
+            }
+            on websocket stop c as C { print "stop", C.code, C.reason == "", C.clean }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got string hello ✓ 2", "stop 1000 true true"]
+
+
+async def test_binary_echo_stays_bytes(tmp_path: Any) -> None:
+    seen: list[Any] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for msg in ws:
+            seen.append(msg)
+            await ws.send(msg)
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script(r"""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { send c b"\x00\xff\xc3(ok" }
+            on websocket receive c as m {
+                print type(m), m, len(m), hex(m)
+                stop c
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert seen == [b"\x00\xff\xc3(ok"]
+    assert r.lines == ['bytes b"\\x00\\xff\\xc3(ok" 6 00ffc3286f6b']
+
+
+async def test_json_send_and_json_receive(tmp_path: Any) -> None:
+    seen: list[Any] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        async for msg in ws:
+            seen.append(msg)
+            await ws.send(json.dumps({"ok": True, "n": [10, 20.5], "echo": json.loads(msg)}))
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c {id: 7, op: "sub", "content-type": "x", args: [1, 2.5, null, true]}
+            }
+            on websocket receive c json as m {
+                print type(m), m.ok, m.n[1], m.echo.op, m.echo["content-type"], m.echo.args
+                stop c
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert len(seen) == 1 and type(seen[0]) is str  # JSON goes out as a text frame
+    assert seen[0] == '{"id":7,"op":"sub","content-type":"x","args":[1,2.5,null,true]}'
+    assert r.lines == ["map true 20.5 sub x [1, 2.5, null, true]"]
+
+
+async def test_json_mode_with_a_message_that_is_not_json_fires_error(tmp_path: Any) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        assert await ws.recv() == "ready"
+        await ws.send("not json {")
+        await ws.send('{"fine": 1}')
+        await ws.wait_closed()
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { send c "ready" }
+            on websocket receive c json as m { print "json", m.fine; stop c }
+            on websocket error c as E { print "error", starts_with(E, "c: ") }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["error true", "json 1"]
+
+
+async def test_text_and_binary_receive_modes(tmp_path: Any) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        assert await ws.recv() == "ready"
+        await ws.send("abc")
+        await ws.send(b"h\xc3\xa9")
+        await ws.send(b"bad \xff")
+        await ws.wait_closed()
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            let n = 0
+            on project start { start c }
+            on websocket start c { send c "ready" }
+            on websocket receive c text as t { print "text", type(t), t }
+            on websocket receive c binary as b { print "binary", type(b), b }
+            on websocket receive c as raw {
+                n = n + 1
+                if n == 3 { stop c }
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [
+        "text string abc", 'binary bytes b"abc"',
+        "text string hé", 'binary bytes b"h\\xc3\\xa9"',
+        "text string bad \ufffd", 'binary bytes b"bad \\xff"',
+    ]
+
+
+async def test_send_forces_the_frame_type(tmp_path: Any) -> None:
+    rec = Recorder()
+    async with ws_server(rec.record) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c binary "x"
+                send c text b"y"
+                send c binary "é"
+                send c binary {a: 1}
+                send c text [1, "two"]
+                send c 42
+                send c "plain"
+                stop c
+            }
+        """, port), tmp_path=tmp_path)
+        with anyio.fail_after(T):
+            await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert rec.messages == [b"x", "y", "é".encode(), b'{"a":1}', '[1,"two"]', "42", "plain"]
+    assert rec.close_code == 1000
+
+
+async def test_headers_and_subprotocol_reach_the_server(tmp_path: Any) -> None:
+    rec = Recorder()
+
+    async def handler(ws: ServerConnection) -> None:
+        rec.request_headers = ws.request.headers
+        rec.subprotocol = ws.subprotocol
+        await rec.record(ws)
+
+    async with ws_server(handler, subprotocols=["chat.v1"]) as port:
+        r = await run_evt(script("""
+            connection c {
+                url = "ws://127.0.0.1:PORT/feed?x=1"
+                headers = {"X-Token": "abc 123", Authorization: "Bearer t0k"}
+                subprotocols = ["chat.v2", "chat.v1"]
+            }
+            on project start { print "before", subprotocol(c); start c }
+            on websocket start c {
+                print "subprotocol", subprotocol(c), connected(c)
+                stop c
+            }
+            on websocket stop c { print "after", subprotocol(c), connected(c) }
+        """, port), tmp_path=tmp_path)
+        with anyio.fail_after(T):
+            await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["before null", "subprotocol chat.v1 true", "after null false"]
+    headers = rec.request_headers
+    assert headers["X-Token"] == "abc 123"
+    assert headers["Authorization"] == "Bearer t0k"
+    assert headers["Host"] == f"127.0.0.1:{port}"
+    assert headers["Sec-WebSocket-Protocol"] == "chat.v2, chat.v1"
+    assert rec.subprotocol == "chat.v1"
+
+
+async def test_no_subprotocol_chosen_is_null(tmp_path: Any) -> None:
+    async with ws_server(echo) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/"; subprotocols = ["x"] }
+            on project start { start c }
+            on websocket start c { print subprotocol(c); stop c }
+        """, port), tmp_path=tmp_path)
+    # websockets refuses a handshake that offers subprotocols it does not support only when
+    # it is configured with some; with none configured it chooses none
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["null"]
+
+
+# ---------------------------------------------------------------- expect
+
+
+async def test_expect_sees_a_reply_that_raced_ahead_and_does_not_consume_it(tmp_path: Any
+                                                                            ) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        async for msg in ws:
+            await ws.send({"one": "early", "ping": "pong"}.get(msg, "?"))
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c "one"
+                expect c as e within 2s
+                print "first", e
+                send c "ping"
+                wait 150ms           # the reply arrives while this handler is busy
+                print "between"
+                expect c as m within 2s else { print "missed" }
+                print "second", m
+                stop c
+            }
+            on websocket receive c as r { print "recv", r }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    # the receive handlers of c run after the start handler (one source), in order
+    assert r.lines == ["first early", "between", "second pong", "recv early", "recv pong"]
+
+
+async def test_expect_where_skips_messages_that_do_not_match(tmp_path: Any) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        async for msg in ws:
+            if msg == "go":
+                for i in (1, 2, 3):
+                    await ws.send(json.dumps({"id": i, "v": f"m{i}"}))
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            let seen = 0
+            on project start { start c }
+            on websocket start c {
+                send c "go"
+                expect c json as m where m.id == 2 within 2s
+                print "expected", m.v
+            }
+            on websocket receive c json as r {
+                print "recv", r.id
+                seen = seen + 1
+                if seen == 3 { stop c }
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["expected m2", "recv 1", "recv 2", "recv 3"]
+
+
+async def test_expect_timeout_runs_else_with_null(tmp_path: Any) -> None:
+    rec = Recorder()
+    async with ws_server(rec.record) as port:
+        t0 = time.monotonic()
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c "silence"
+                expect c as m within 0.2s else { print "timeout", m }
+                print "after", m
+                stop c
+            }
+        """, port), tmp_path=tmp_path)
+        elapsed = time.monotonic() - t0
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["timeout null", "after null"]
+    assert 0.2 <= elapsed < 5
+
+
+async def test_expect_timeout_without_else_is_a_runtime_error(tmp_path: Any) -> None:
+    async with ws_server(Recorder().record) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c "silence"
+                expect c as m within 0.2s
+                print "unreachable"
+            }
+            on websocket start c {
+                print "next handler"
+                stop c
+            }
+        """, port), tmp_path=tmp_path, timeout=8)
+    assert r.code == 1
+    assert r.lines == ["next handler"]
+    assert "runtime error" in r.err
+    assert "expect on c timed out after 0.2s" in r.err
+    assert re.search(r"test\.evt:6:\d+: runtime error", r.err), r.err
+
+
+async def test_expect_gives_up_when_the_connection_ends(tmp_path: Any) -> None:
+    """lang/ws.py evt_expect: (False, None) 'on timeout or when the channel ends'."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.close(4000, "bye")
+
+    async with ws_server(handler) as port:
+        t0 = time.monotonic()
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c "x"
+                expect c as m within 2s else { print "else", m, connected(c) }
+            }
+            on websocket stop c as C { print "stop", C.code }
+        """, port), tmp_path=tmp_path)
+        elapsed = time.monotonic() - t0
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["else null false", "stop 4000"]
+    assert elapsed < 1.5
+
+
+# ---------------------------------------------------------------- closing
+
+
+async def test_server_close_code_and_reason_reach_the_stop_event(tmp_path: Any) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.close(4000, "bye")
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { send c "hi" }
+            on websocket stop c as C {
+                print C.code, C.reason, C.clean, type(C)
+                print C
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["4000 bye true map", '{"code": 4000, "reason": "bye", "clean": true}']
+
+
+async def test_stop_closes_with_1000(tmp_path: Any) -> None:
+    rec = Recorder()
+    async with ws_server(rec.record) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { stop c; print "stopped", connected(c) }
+            on websocket stop c as C { print C.code, C.clean }
+        """, port), tmp_path=tmp_path)
+        with anyio.fail_after(T):
+            await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["stopped false", "1000 true"]
+    assert (rec.close_code, rec.close_reason) == (1000, "")
+
+
+async def test_close_with_code_and_reason_reaches_the_server(tmp_path: Any) -> None:
+    rec = Recorder()
+    async with ws_server(rec.record) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { close c 4001, "x" }
+            on websocket stop c as C { print C.code, C.clean }
+        """, port), tmp_path=tmp_path)
+        with anyio.fail_after(T):
+            await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert (rec.close_code, rec.close_reason) == (4001, "x")
+    assert r.lines == ["4001 true"]  # websockets echoes the code back
+
+
+# ---------------------------------------------------------------- reconnect
+
+
+async def test_reconnect_to_a_restarted_server_on_the_same_port(tmp_path: Any) -> None:
+    first_client = anyio.Event()
+    second = Recorder()
+
+    async def handler_a(ws: ServerConnection) -> None:
+        first_client.set()
+        await ws.wait_closed()
+
+    server_a: Server = await serve(handler_a, "127.0.0.1", 0)
+    port = server_a.sockets[0].getsockname()[1]
+    server_b: Server | None = None
+
+    async def restart() -> None:
+        nonlocal server_b
+        with anyio.fail_after(T):
+            await first_client.wait()
+            server_a.close()  # closes the listener, then the connection with 1001
+            await server_a.wait_closed()
+            server_b = await serve(second.record, "127.0.0.1", port)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(restart)
+            r = await run_evt(script("""
+                connection c {
+                    url = "ws://127.0.0.1:PORT/"
+                    reconnect = true
+                    reconnect_min = 50ms
+                    reconnect_max = 200ms
+                }
+                let starts = 0
+                on project start { start c }
+                on websocket start c {
+                    starts = starts + 1
+                    print "start", starts
+                    if starts == 2 { stop c }
+                }
+                on websocket stop c as C { print "stop", C.code }
+                on websocket error c as E { print "error", E }
+            """, port), tmp_path=tmp_path)
+            tg.cancel_scope.cancel()
+    finally:
+        server_a.close()
+        if server_b is not None:
+            server_b.close()
+            await server_b.wait_closed()
+    assert (r.code, r.err) == (0, "")
+    assert [x for x in r.lines if not x.startswith("error")] == \
+        ["start 1", "stop 1001", "start 2", "stop 1000"]
+    refused = f"error c: connection refused (ws://127.0.0.1:{port}/)"
+    assert all(x == refused for x in r.lines if x.startswith("error"))
+    with anyio.fail_after(T):
+        await second.closed.wait()
+    assert second.close_code == 1000
+
+
+# ---------------------------------------------------------------- errors
+
+
+async def test_connection_refused_fires_the_error_event(tmp_path: Any) -> None:
+    port = free_port()
+    r = await run_evt(script("""
+        connection c { url = "ws://127.0.0.1:PORT/" }
+        on project start { start c }
+        on websocket error c as E { print E }
+        on websocket start c { print "never" }
+        on websocket stop c { print "never" }
+    """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [f"c: connection refused (ws://127.0.0.1:{port}/)"]
+
+
+async def test_unhandled_connection_refused_goes_to_stderr_and_exit_1(tmp_path: Any) -> None:
+    port = free_port()
+    r = await run_evt(script("""
+        connection c { url = "ws://127.0.0.1:PORT/" }
+        on project start { start c; print "started" }
+    """, port), tmp_path=tmp_path)
+    assert r.code == 1
+    assert r.lines == ["started"]
+    assert f"c: connection refused (ws://127.0.0.1:{port}/)" in r.err
+    assert "test.evt:" in r.err
+
+
+async def test_send_while_not_connected_fires_error_and_goes_on(tmp_path: Any) -> None:
+    port = free_port()
+    r = await run_evt(script("""
+        connection c { url = "ws://127.0.0.1:PORT/" }
+        on project start {
+            send c "x"
+            print "went on", connected(c)
+        }
+        on websocket error c as E { print "error", E }
+    """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert sorted(r.lines) == ["error c: not connected", "went on false"]
+
+
+async def test_message_over_max_message_fails_with_1009(tmp_path: Any) -> None:
+    rec = Recorder()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(b"x" * (2 * 1024 * 1024))
+        await rec.record(ws)
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket receive c as m { print "got", len(m) }
+            on websocket error c as E { print "error", E }
+            on websocket stop c as C { print "stop", C.code }
+        """, port), tmp_path=tmp_path)
+        with anyio.fail_after(T):
+            await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert rec.close_code == 1009
+    assert r.lines == ["error c: message over 1048576 bytes; closing with 1009 (message too big)",
+                       "stop 1009"]
+
+
+# ---------------------------------------------------------------- misbehaving servers
+
+
+class RawServer:
+    """A TCP listener that completes the WebSocket upgrade by hand and then only reads:
+    it never answers a ping nor a close frame. It keeps what it read after the upgrade."""
+
+    def __init__(self, greeting: bytes = b"") -> None:
+        self.greeting = greeting  # frames written in the same send as the 101 response
+        self.received = bytearray()
+        self.eof = anyio.Event()
+        self.port = 0
+
+    async def handle(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += await stream.receive()
+            head, _, rest = request.partition(b"\r\n\r\n")
+            key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head)
+            assert key is not None
+            accept = base64.b64encode(hashlib.sha1(
+                key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            await stream.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
+                              b"\r\n\r\n" + self.greeting)
+            self.received += rest
+            try:
+                while True:
+                    self.received += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                self.eof.set()
+
+    def opcodes(self) -> list[int]:
+        """The opcodes of the (masked) client frames received."""
+        data, out, i = bytes(self.received), [], 0
+        while i + 2 <= len(data):
+            op, n = data[i] & 0x0F, data[i + 1] & 0x7F
+            i += 2
+            if n == 126:
+                n = int.from_bytes(data[i:i + 2], "big")
+                i += 2
+            elif n == 127:
+                n = int.from_bytes(data[i:i + 8], "big")
+                i += 8
+            i += 4 + n
+            out.append(op)
+        return out
+
+
+@asynccontextmanager
+async def raw_server(greeting: bytes = b"") -> AsyncIterator[RawServer]:
+    srv = RawServer(greeting)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    srv.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, srv.handle)
+        try:
+            yield srv
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def test_server_that_never_answers_pings(tmp_path: Any) -> None:
+    async with raw_server() as srv:
+        t0 = time.monotonic()
+        r = await run_evt(script("""
+            connection c {
+                url = "ws://127.0.0.1:PORT/"
+                ping_interval = 100ms
+                ping_timeout = 100ms
+                close_timeout = 200ms
+            }
+            on project start { start c }
+            on websocket start c { print "started" }
+            on websocket error c as E { print "error", E }
+            on websocket stop c as C { print "stop", C.code, C.clean }
+        """, srv.port), tmp_path=tmp_path, timeout=8)
+        elapsed = time.monotonic() - t0
+        with anyio.fail_after(T):
+            await srv.eof.wait()  # and then the client dropped TCP
+    assert (r.code, r.err) == (0, "")
+    # lang/transport.py: a failed connection whose peer sends no close frame ends with our
+    # code, 1011, not clean
+    assert r.lines == ["started", "error c: no pong within 0.1s; closing with 1011 "
+                       "(internal error)", "stop 1011 false"]
+    assert srv.opcodes() == [0x9, 0x8]  # one ping, then the close frame
+    assert elapsed < 0.1 + 0.1 + 0.2 + 2.0
+
+
+async def test_server_that_ignores_our_close(tmp_path: Any) -> None:
+    async with raw_server() as srv:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/"; close_timeout = 200ms }
+            on project start { start c }
+            on websocket start c {
+                let t0 = monotonic()
+                stop c
+                print "stopped", monotonic() - t0
+            }
+            on websocket stop c as C { print "stop", C.code, C.clean }
+        """, srv.port), tmp_path=tmp_path, timeout=8)
+        with anyio.fail_after(T):
+            await srv.eof.wait()
+    assert (r.code, r.err) == (0, "")
+    assert len(r.lines) == 2
+    word, seconds = r.lines[0].split()
+    assert word == "stopped" and 0.15 <= float(seconds) < 1.5
+    assert r.lines[1] == "stop 1006 false"
+    assert srv.opcodes() == [0x8]
+
+
+async def test_greeting_in_the_same_segment_as_the_handshake_response(tmp_path: Any) -> None:
+    """A server that speaks first: its first frames often share a TCP segment with the 101
+    response. Here they are written in one send, so the client reads them together."""
+    greeting = b"\x81\x07welcome" + b"\x82\x01\x01"  # unmasked text + binary frames
+    async with raw_server(greeting) as srv:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/"; close_timeout = 100ms }
+            on project start { start c }
+            on websocket receive c as m {
+                print "got", m
+                if type(m) == "bytes" { stop c }
+            }
+        """, srv.port), tmp_path=tmp_path, timeout=2)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got welcome", 'got b"\\x01"']
+
+
+# ---------------------------------------------------------------- tracing
+
+
+async def test_trace_prints_frames_with_control_characters_escaped(tmp_path: Any) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send("\x1b[31mred\x1b[0m")
+        await ws.send(b"\x1b[2J")
+        await ws.wait_closed()
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            let n = 0
+            on project start { start c }
+            on websocket start c { send c "up\\x1b[1A" }
+            on websocket receive c as m {
+                n = n + 1
+                if n == 2 { stop c }
+            }
+        """, port), tmp_path=tmp_path, trace=True)
+    assert r.code == 0
+    assert "\x1b" not in r.err and "\x1b" not in r.out
+    lines = r.err.splitlines()
+    assert any(x.startswith("c > text") and "up" in x for x in lines), r.err
+    assert any(x.startswith("c < text") and "[31mred" in x for x in lines), r.err
+    assert any(x.startswith("c < binary") and "[2J" in x for x in lines), r.err
+    assert any(x.startswith("c > close") and "1000" in x for x in lines), r.err
+    assert any(x.startswith("c < close") for x in lines), r.err
+
+
+async def test_verbose_prints_the_lifecycle(tmp_path: Any) -> None:
+    source = """
+        connection c { url = "ws://127.0.0.1:PORT/" }
+        on project start { start c }
+        on websocket start c { stop c }
+    """
+    async with ws_server(echo) as port:
+        quiet = await run_evt(script(source, port), tmp_path=tmp_path)
+        loud = await run_evt(script(source, port), tmp_path=tmp_path, verbose=True)
+    assert (quiet.code, quiet.err) == (0, "")
+    assert loud.code == 0
+    url = f"ws://127.0.0.1:{port}/"
+    assert loud.err.splitlines() == [f"c: connecting to {url}", f"c: connected to {url}",
+                                     "c: closed 1000 (OK)"]

@@ -1,0 +1,157 @@
+"""wss: evt clients against a websockets TLS server with a certificate from a trustme CA."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from conftest import run_evt
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(*(names or ("127.0.0.1", "localhost"))).configure_cert(ctx)
+    return ctx
+
+
+def ca_pem(ca: trustme.CA, tmp_path: Path) -> str:
+    path = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return str(path)
+
+
+@asynccontextmanager
+async def wss_server(ctx: ssl.SSLContext, handler: Any = None,
+                     **kw: Any) -> AsyncIterator[int]:
+    async def echo(ws: ServerConnection) -> None:
+        async for msg in ws:
+            await ws.send(msg)
+
+    async with serve(handler or echo, "127.0.0.1", 0, ssl=ctx, **kw) as server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def script(source: str, port: int, ca_file: str | None = None) -> str:
+    source = source.replace("PORT", str(port))
+    return source.replace("CA_FILE", ca_file or "")
+
+
+ECHO = """
+    connection c {
+        url = "wss://127.0.0.1:PORT/"
+        SETTINGS
+    }
+    on project start { start c }
+    on websocket start c { send c "over tls ✓"; send c b"\\x00\\x01" }
+    on websocket receive c as m {
+        print "got", type(m), m
+        if type(m) == "bytes" { stop c }
+    }
+    on websocket error c as E { print "error", E }
+    on websocket stop c as C { print "stop", C.code, C.clean }
+"""
+
+
+async def test_wss_with_ca_file(ca: trustme.CA, tmp_path: Path) -> None:
+    async with wss_server(server_context(ca)) as port:
+        r = await run_evt(script(ECHO.replace("SETTINGS", 'ca_file = "CA_FILE"'), port,
+                                 ca_pem(ca, tmp_path)), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got string over tls ✓", 'got bytes b"\\x00\\x01"', "stop 1000 true"]
+
+
+async def test_wss_without_ca_file_is_a_certificate_error(ca: trustme.CA, tmp_path: Path
+                                                          ) -> None:
+    async with wss_server(server_context(ca)) as port:
+        r = await run_evt(script(ECHO.replace("SETTINGS", ""), port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert len(r.lines) == 1, r.lines
+    line = r.lines[0]
+    assert line.startswith("error c: TLS certificate not trusted: ")
+    assert "certificate" in line.split("c: ", 1)[1]
+    assert line.endswith(f"(wss://127.0.0.1:{port}/)")
+
+
+async def test_wss_unhandled_certificate_error_fails_the_run(ca: trustme.CA, tmp_path: Path
+                                                             ) -> None:
+    async with wss_server(server_context(ca)) as port:
+        r = await run_evt(script("""
+            connection c { url = "wss://127.0.0.1:PORT/" }
+            on project start { start c }
+        """, port), tmp_path=tmp_path)
+    assert r.code == 1
+    assert "c: TLS certificate not trusted" in r.err
+
+
+async def test_wss_certificate_for_another_name(ca: trustme.CA, tmp_path: Path) -> None:
+    async with wss_server(server_context(ca, "example.test")) as port:
+        r = await run_evt(script(ECHO.replace("SETTINGS", 'ca_file = "CA_FILE"'), port,
+                                 ca_pem(ca, tmp_path)), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert len(r.lines) == 1 and r.lines[0].startswith("error c: TLS certificate not trusted")
+    assert "mismatch" in r.lines[0] or "127.0.0.1" in r.lines[0]
+
+
+async def test_wss_verify_tls_false_accepts_any_certificate(ca: trustme.CA, tmp_path: Path
+                                                            ) -> None:
+    async with wss_server(server_context(ca, "example.test")) as port:
+        r = await run_evt(script(ECHO.replace("SETTINGS", "verify_tls = false"), port),
+                          tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got string over tls ✓", 'got bytes b"\\x00\\x01"', "stop 1000 true"]
+
+
+async def test_missing_ca_file_is_an_error_event(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    r = await run_evt(script(ECHO.replace("SETTINGS", 'ca_file = "CA_FILE"'), 9,
+                             str(missing)), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert len(r.lines) == 1
+    assert r.lines[0].startswith(f"error c: cannot load ca_file '{missing}'")
+
+
+async def test_compression_over_wss_with_a_large_message(ca: trustme.CA, tmp_path: Path
+                                                         ) -> None:
+    seen: dict[str, Any] = {}
+
+    async def handler(ws: ServerConnection) -> None:
+        seen["offer"] = ws.request.headers.get("Sec-WebSocket-Extensions")
+        seen["extensions"] = [type(e) for e in ws.protocol.extensions]
+        async for msg in ws:
+            seen.setdefault("sizes", []).append(len(msg))
+            await ws.send(msg)
+
+    async with wss_server(server_context(ca), handler) as port:
+        r = await run_evt(script("""
+            connection c {
+                url = "wss://127.0.0.1:PORT/"
+                ca_file = "CA_FILE"
+                compression = true
+            }
+            let big = repeat("evt compresses well. ", 5000)   # 105,000 bytes
+            on project start { start c }
+            on websocket start c { send c big; send c encode(big) }
+            on websocket receive c as m {
+                print type(m), len(m), m == big or m == encode(big)
+                if type(m) == "bytes" { stop c }
+            }
+        """, port, ca_pem(ca, tmp_path)), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["string 105000 true", "bytes 105000 true"]
+    assert "permessage-deflate" in seen["offer"]
+    assert seen["extensions"] == [PerMessageDeflate]
+    assert seen["sizes"] == [105000, 105000]
