@@ -75,11 +75,15 @@ async def run_evt(source: str, *, tmp_path: Path | None = None, name: str = "tes
     return Result(code, out.getvalue(), err.getvalue())
 
 
+# the environment for `python -m lang` in a subprocess: this checkout's packages first
+ENV_FOR_CLI = dict(os.environ)
+ENV_FOR_CLI["PYTHONPATH"] = str(ROOT) + os.pathsep + ENV_FOR_CLI.get("PYTHONPATH", "")
+
+
 def run_cli(args: list[str], *, input: str | None = None, timeout: float = 30,
             cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
     """`python -m lang ARGS` in a subprocess."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    full_env = dict(ENV_FOR_CLI)
     if env:
         full_env.update(env)
     proc = subprocess.run([sys.executable, "-m", "lang", *args], input=input,

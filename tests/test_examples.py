@@ -1,0 +1,60 @@
+"""Every example runs as its header comment says; the ones with a fixed output print exactly
+what tests/golden/examples/NAME.out holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+
+EXAMPLES = ROOT / "examples"
+GOLDEN = Path(__file__).parent / "golden" / "examples"
+FIXED_OUTPUT = ["hello", "timers", "scenes", "echo_pair"]
+
+
+@pytest.mark.parametrize("name", FIXED_OUTPUT)
+def test_example_output(name: str) -> None:
+    r = run_cli(["run", str(EXAMPLES / f"{name}.evt")])
+    assert r.code == 0, r.err
+    assert r.out == (GOLDEN / f"{name}.out").read_text()
+
+
+def test_hello_takes_a_name_argument() -> None:
+    r = run_cli(["run", str(EXAMPLES / "hello.evt"), "evt"])
+    assert r.lines[0] == "hello, evt!"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.evt")), ids=lambda p: p.name)
+def test_every_example_checks_clean_and_says_what_it_shows(path: Path) -> None:
+    r = run_cli(["check", str(path)])
+    assert r.code == 0, r.err
+    first = path.read_text().splitlines()[0]
+    assert first.startswith(f"# {path.name}: "), "an example starts with a header comment"
+
+
+def test_the_server_examples_serve_the_client_examples(tmp_path: Path) -> None:
+    """echo_client.evt against echo_server.evt, as their header comments describe."""
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import ENV_FOR_CLI
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "lang", "run", "--set", f"listen=127.0.0.1:{port}",
+         str(EXAMPLES / "echo_server.evt")], env=ENV_FOR_CLI, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        assert "listening on" in server.stderr.readline()
+        r = run_cli(["run", "--set", f"url=ws://127.0.0.1:{port}/",
+                     str(EXAMPLES / "echo_client.evt")])
+        assert r.code == 0, r.err
+        assert r.lines == ['request 7 answered: {"id": 7, "op": "ping"}', "got hello",
+                           'got {"id":7,"op":"ping"}', "closed with 1000"]
+    finally:
+        server.terminate()
+        assert server.wait(timeout=15) == 143
