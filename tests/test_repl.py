@@ -217,3 +217,15 @@ def test_terminal_ctrl_c_at_the_prompt_drops_the_line_not_the_session(tmp_path: 
     child.send("40 + 2\r")
     child.expect("42")
     finish(child)
+
+
+def test_the_evt_lexer_is_a_pygments_plugin() -> None:
+    """`pygmentize -l evt` works: the lexer is found through the installed entry point."""
+    from pygments.lexers import get_lexer_by_name
+    from pygments.token import Keyword, Number, String
+
+    lexer = get_lexer_by_name("evt")
+    assert type(lexer).__name__ == "EvtLexer"
+    tokens = list(lexer.get_tokens('on project start { print "n=${1 + 2}", 250ms }'))
+    assert (Keyword, "on") in tokens and (Keyword, "print") in tokens
+    assert (String.Interpol, "${") in tokens and (Number, "250ms") in tokens
