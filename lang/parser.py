@@ -150,6 +150,9 @@ _RAW = re.compile(r"""[ \t\f]*(?:
 | (?P<STRING>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
 | (?P<OP>==|!=|<=|>=|[-+*/%<>=(){}\[\],:.])
 | (?P<EOF>\Z))""", re.VERBOSE)
+_MODES = {"TEXT", "BINARY", "JSON"}
+# what cannot start an expression: after it, a mode word can only be the value itself
+_ENDS_HERE = re.compile(r"[ \t\f]*(?:#[^\n]*)?(?:\n|;|\}|,|\Z|except(?![A-Za-z0-9_]))")
 _ELSE_AHEAD = re.compile(r"[ \t\f]*else(?![A-Za-z0-9_])")
 _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 _OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
@@ -257,6 +260,9 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                         ttype = "NAME"  # a keyword only where the grammar takes it
                 elif "NAME" in acts and not _shifts(tb, state_stack, ttype, end_state):
                     ttype = "NAME"  # the keyword only looked possible (merged lookaheads)
+                elif ttype in _MODES and "NAME" in acts and _ENDS_HERE.match(text, end):
+                    ttype = "NAME"  # `send c text`: a mode word that ends the statement is
+                    # the value sent, a variable
                 tok = Tok(ttype, value, line, col, pos, end)
                 pos = end
             elif kind == "OP":
