@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import run_evt
+
 from lang import transport
 
 SIZES = [0, 1, 3, 125, 126, 127, 65535, 65536, 200_003]
