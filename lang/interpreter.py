@@ -234,13 +234,16 @@ class Source:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.queue: deque[Callable[[], Awaitable[None]]] = deque()
+        # made when needed: an idle connection should not hold an empty deque
+        self.queue: deque[Callable[[], Awaitable[None]]] | None = None
         self.busy = False
 
     def post(self, job: Callable[[], Awaitable[None]]) -> None:
         rt = self.rt
         if rt.shutting_down:
             return
+        if self.queue is None:
+            self.queue = deque()
         self.queue.append(job)
         rt.hold()
         if not self.busy:
@@ -249,15 +252,19 @@ class Source:
 
     async def _drain(self) -> None:
         rt = self.rt
+        queue = self.queue
+        assert queue is not None
         try:
-            while self.queue:
-                job = self.queue.popleft()
+            while queue:
+                job = queue.popleft()
                 try:
                     await job()
                 finally:
                     rt.release()
         finally:
             self.busy = False
+            if not queue:
+                self.queue = None
 
 
 class Runtime:
@@ -301,6 +308,7 @@ class Runtime:
         self.exiting = False
         self.done = anyio.Event()
         self.tg: anyio.abc.TaskGroup | None = None
+        self._keepalive: Any = None
         self.compiler = Compiler(self, builtins)
         self.declare_global("args", list(args or []))
 
@@ -557,6 +565,15 @@ class Runtime:
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         assert self.tg is not None
         self.tg.start_soon(fn, *args)
+
+    def keep_alive(self, ws: Any) -> None:
+        """Keep-alive pings for a connection: one scheduler task for all of them."""
+        if self._keepalive is None:
+            from .transport import KeepAlive
+
+            self._keepalive = KeepAlive(self.spawn)
+            self.spawn(self._keepalive.run)
+        self._keepalive.add(ws)
 
     def request_exit(self, code: int | None) -> None:
         """`exit`, a failed assert, or the REPL's end: nothing more runs but the shutdown."""

@@ -19,6 +19,7 @@ Rules of this module (it knows nothing of evt):
 
 from __future__ import annotations
 
+import heapq
 import math
 import ssl
 import zlib
@@ -157,19 +158,26 @@ def close_text(code: int, reason: str) -> str:
     return f"{out} {reason!r}" if reason else out
 
 
-@dataclass
+@dataclass(slots=True)
 class Peer:
     """Who is on the other end, as the handshake told us."""
 
     remote: str = ""
     path: str = "/"
     query: str = ""
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    # as the handshake had them (wsproto's bytes, or str): decoded only when asked for, so
+    # an idle connection does not hold a decoded copy
+    headers: list[tuple[bytes | str, bytes | str]] = field(default_factory=list)
     subprotocol: str | None = None
 
 
 class WebSocket:
     """One open WebSocket connection, either role."""
+
+    __slots__ = ("_broken", "_deadline", "_done", "_failed", "_flushing", "_out_bytes",
+                 "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
+                 "_writers", "_writing", "client", "closed", "conn", "limits", "messages_in",
+                 "on_failure", "on_frame", "out_limit", "peer", "spawn", "stream")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -185,15 +193,15 @@ class WebSocket:
         self.closed: Closed | None = None
         # writing: one task writes at a time, the outbox in order (see "sending" below)
         self._writing = False
-        self._writers: list[anyio.Event] = []
+        self._writers: list[anyio.Event] = []  # tasks waiting for the writer
         self._broken = False
-        self._outbox: deque[bytes] = deque()
+        self._outbox: deque[bytes] | None = None  # made when writes queue up
         self._out_bytes = 0
         self._flushing = False
         self.out_limit = max(1024 * 1024, limits.max_message)
         self.spawn: Callable[..., Any] | None = None  # starts a task in the connection's group
-        self._done = anyio.Event()
-        self._parts: list[Any] = []
+        self._done: anyio.Event | None = None  # made when someone waits: memory per idle conn
+        self._parts: list[Any] = []  # the fragments of a message being received
         self._size = 0
         self._received: tuple[int, str] | None = None
         self._failed: tuple[int, str] | None = None
@@ -237,7 +245,7 @@ class WebSocket:
                 self._out_bytes -= len(data)
                 await self.stream.send(data)
         except _STREAM_ERRORS:
-            self._outbox.clear()
+            self._outbox = None
             self._out_bytes = 0
             self._broken = True
             raise ConnectionError("connection lost") from None
@@ -245,6 +253,8 @@ class WebSocket:
             self._writing = False
             if self._writers or self._outbox:
                 self._wake()
+            else:
+                self._outbox = None
 
     def enqueue(self, data: str | bytes) -> bool:
         """Queue a message without waiting (broadcast). False when more than out_limit bytes
@@ -256,7 +266,7 @@ class WebSocket:
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
         frame = self.conn.send(_message(data))
-        self._outbox.append(frame)
+        self._queue().append(frame)
         self._out_bytes += len(frame)
         if not self._flushing and self.spawn is not None:
             self._flushing = True
@@ -272,7 +282,7 @@ class WebSocket:
     async def _push(self, frame: bytes) -> bool:
         """Append a frame and see the outbox written out (by us, or by the task already
         writing, which we then wait for). False when the stream is gone."""
-        outbox = self._outbox
+        outbox = self._queue()
         if frame:
             outbox.append(frame)
             self._out_bytes += len(frame)
@@ -294,7 +304,14 @@ class WebSocket:
         finally:
             self._writing = False
             self._wake()
+            if not self._outbox:
+                self._outbox = None
         return not self._broken
+
+    def _queue(self) -> deque[bytes]:
+        if self._outbox is None:
+            self._outbox = deque()
+        return self._outbox
 
     def _wake(self) -> None:
         """The writer is done: wake those who waited for it; if frames are left (queued while
@@ -320,8 +337,15 @@ class WebSocket:
         try:
             # frames that came in the same read as the handshake are already in wsproto
             await self._events(on_message)
+            receive = self.stream.receive
             while self.closed is None:
-                data = await self._receive()
+                if self._deadline is None:  # the common case, without a frame of its own
+                    try:
+                        data = await receive(READ_SIZE)
+                    except _STREAM_ERRORS:
+                        data = None
+                else:
+                    data = await self._receive()
                 if data is None:
                     await self._finish(clean=False)
                     break
@@ -436,7 +460,8 @@ class WebSocket:
         else:
             code, reason, clean = 1006, "", False
         self.closed = Closed(code, reason, clean)
-        self._done.set()
+        if self._done is not None:
+            self._done.set()
         if self._pong is not None:
             self._pong.set()
         await self._drop()
@@ -482,11 +507,11 @@ class WebSocket:
             if anyio.get_current_task().id == self._reader_id:
                 return None  # we are the reader: it goes on and finishes the handshake
             with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0) + 0.05):
-                await self._done.wait()
+                await self._wait_done()
             if self.closed is None:
                 await self._drop()  # wakes the reader, which records how it ended
                 with anyio.move_on_after(1):
-                    await self._done.wait()
+                    await self._wait_done()
         else:
             await self.run(_discard)
         if self.closed is None:
@@ -494,12 +519,18 @@ class WebSocket:
         assert self.closed is not None
         return self.closed
 
+    async def _wait_done(self) -> None:
+        if self.closed is None:
+            if self._done is None:
+                self._done = anyio.Event()
+            await self._done.wait()
+
     async def abort(self) -> None:
         """Drop the connection without a close handshake."""
         await self._drop()
 
     async def wait_closed(self) -> Closed:
-        await self._done.wait()
+        await self._wait_done()
         assert self.closed is not None
         return self.closed
 
@@ -507,22 +538,70 @@ class WebSocket:
 
     async def keepalive(self) -> None:
         """Ping every ping_interval; no pong within ping_timeout fails the connection with
-        1011. Returns when the connection ends."""
+        1011. Returns when the connection ends. (Many connections share one KeepAlive
+        instead: a task per idle connection costs memory.)"""
         interval = self.limits.ping_interval
         if interval <= 0:
             return
         while self.closed is None:
             with anyio.move_on_after(interval):
-                await self._done.wait()
-            if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+                await self._wait_done()
+            if not await self.ping_round():
                 return
-            self._pong = anyio.Event()
-            with anyio.move_on_after(self.limits.ping_timeout) as scope:
-                await self.ping(b"evt")  # a peer that stopped reading blocks this write
-                await self._pong.wait()
-            if scope.cancelled_caught and self.closed is None:
-                await self.fail(1011, f"no pong within {_seconds(self.limits.ping_timeout)}")
-                return
+
+    async def ping_round(self) -> bool:
+        """One keep-alive ping. False when the connection is over: closed, or failed with
+        1011 because no pong came within ping_timeout (the ping write counts: a peer that
+        stopped reading blocks it)."""
+        if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+            return False
+        self._pong = anyio.Event()
+        with anyio.move_on_after(self.limits.ping_timeout) as scope:
+            await self.ping(b"evt")
+            await self._pong.wait()
+        self._pong = None
+        if scope.cancelled_caught and self.closed is None:
+            await self.fail(1011, f"no pong within {_seconds(self.limits.ping_timeout)}")
+            return False
+        return self.closed is None
+
+
+class KeepAlive:
+    """Keep-alive for many connections with one task: a heap of when each is next due; a
+    due connection gets a short task for its ping round."""
+
+    def __init__(self, spawn: Callable[..., Any]) -> None:
+        self._spawn = spawn
+        self._heap: list[tuple[float, int, WebSocket]] = []
+        self._seq = 0
+        self._wake: anyio.Event | None = None
+
+    def add(self, ws: WebSocket) -> None:
+        if ws.limits.ping_interval <= 0 or ws.closed is not None:
+            return
+        due = anyio.current_time() + ws.limits.ping_interval
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, ws))
+        if self._wake is not None and self._heap[0][2] is ws:
+            self._wake.set()  # it is due before what the task sleeps for
+
+    async def run(self) -> None:
+        while True:
+            self._wake = anyio.Event()
+            if self._heap:
+                with anyio.move_on_after(self._heap[0][0] - anyio.current_time()):
+                    await self._wake.wait()
+            else:
+                await self._wake.wait()
+            now = anyio.current_time()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, ws = heapq.heappop(self._heap)
+                if ws.closed is None:
+                    self._spawn(self._round, ws)
+
+    async def _round(self, ws: WebSocket) -> None:
+        if await ws.ping_round():
+            self.add(ws)
 
 
 async def _discard(message: Any) -> None:
@@ -634,8 +713,7 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
                     assert conn is not None
                     peer = Peer(remote=f"{host}:{port}", path=target.split("?")[0],
                                 subprotocol=ev.subprotocol,
-                                headers=[(k.decode("latin-1"), v.decode("latin-1"))
-                                         for k, v in ev.extra_headers])
+                                headers=list(ev.extra_headers))
                     return WebSocket(stream, conn, client=True, limits=opts.limits, peer=peer,
                                      **hooks)
                 if isinstance(ev, RejectConnection):
@@ -741,18 +819,18 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                   **hooks: Any) -> WebSocket:
     path, _, query = req.target.partition("?")
     # wsproto takes these out of the headers into fields of its own: put them back
-    headers = [("host", req.host)]
+    headers: list[tuple[bytes | str, bytes | str]] = [("host", req.host)]
     if req.subprotocols:
         headers.append(("sec-websocket-protocol", ", ".join(req.subprotocols)))
     if req.extensions:
         headers.append(("sec-websocket-extensions",
                         ", ".join(e if isinstance(e, str) else e.name for e in req.extensions)))
-    headers += [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.extra_headers]
+    headers += req.extra_headers
     if opts.path is not None and path != opts.path:
         await _reject(stream, ws, 404, f"no WebSocket at {path}")
         raise Rejected(404, f"path {path!r} is not {opts.path!r}")
     if opts.origins is not None:
-        origin = next((v for k, v in headers if k.lower() == "origin"), None)
+        origin = header_items(headers).get("origin")
         if origin not in opts.origins:
             await _reject(stream, ws, 403, "origin not allowed")
             raise Rejected(403, f"origin {origin!r} is not allowed" if origin
@@ -808,10 +886,11 @@ def listen_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
     return ctx
 
 
-def header_items(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+def header_items(headers: Iterable[tuple[bytes | str, bytes | str]]) -> dict[str, str]:
     """Handshake headers as a map with lower-case names (repeated headers joined by ', ')."""
     out: dict[str, str] = {}
-    for k, v in headers:
-        k = k.lower()
+    for name, value in headers:
+        k = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
+        v = value.decode("latin-1") if isinstance(value, bytes) else value
         out[k] = f"{out[k]}, {v}" if k in out else v
     return out

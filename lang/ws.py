@@ -168,6 +168,9 @@ class Endpoint:
 class Channel:
     """One live WebSocket as a source of evt events (a client connection, or a peer)."""
 
+    __slots__ = ("_arrived", "_space", "endpoint", "log", "max_queue", "pending", "rt",
+                 "source", "ws")
+
     def __init__(self, endpoint: Endpoint) -> None:
         from .interpreter import Source
 
@@ -177,7 +180,7 @@ class Channel:
         self.source = Source(self.rt)
         self.pending = 0  # queued receive jobs
         self._space: anyio.Event | None = None
-        self.log: deque[tuple[int, Any]] = deque(maxlen=EXPECT_LOG)
+        self.log: deque[tuple[int, Any]] | None = None  # made while a handler may `expect`
         self._arrived: anyio.Event | None = None
         self.max_queue = int(endpoint.config["max_queue"])
 
@@ -193,12 +196,14 @@ class Channel:
         rt = self.rt
         rt.message_seq += 1
         if rt.expect_active:
+            if self.log is None:
+                self.log = deque(maxlen=EXPECT_LOG)
             self.log.append((rt.message_seq, msg))
             if self._arrived is not None:
                 self._arrived.set()
                 self._arrived = None
-        elif self.log:
-            self.log.clear()
+        elif self.log is not None:
+            self.log = None
         source = self.source
         if self.endpoint.inline_ok and not source.busy and not rt.shutting_down:
             await self.dispatch_receive(msg)  # the fast path: no queue, no task hop
@@ -301,7 +306,7 @@ class Channel:
         scanned = since
         with anyio.move_on_after(seconds):
             while True:
-                for seq, msg in list(self.log):
+                for seq, msg in list(self.log or ()):
                     if seq <= scanned or seq in taken:
                         continue
                     scanned = seq
@@ -444,15 +449,9 @@ class ClientEndpoint(Endpoint, Channel):
         sub = f" (subprotocol {ws.peer.subprotocol})" if ws.peer.subprotocol else ""
         self.verbose(f"connected to {self.url()}{sub}")
         self.post_event("start", None)
-        try:
-            async with anyio.create_task_group() as tg:
-                ws.spawn = tg.start_soon
-                tg.start_soon(ws.keepalive)
-                closed = await ws.run(self.on_message)
-                tg.cancel_scope.cancel()
-        finally:
-            if ws.closed is None:  # cancelled (program end): the shutdown closes it
-                pass
+        ws.spawn = self.rt.spawn
+        self.rt.keep_alive(ws)
+        closed = await ws.run(self.on_message)
         self.verbose(f"closed {close_text(closed.code, closed.reason)}"
                      f"{'' if closed.clean else ', not clean'}")
         self.wake_expect()

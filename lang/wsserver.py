@@ -26,6 +26,7 @@ from . import ast as A
 from .config import split_listen
 from .errors import EvtRuntimeError
 from .transport import (
+    Closed,
     Rejected,
     ServerOptions,
     TransportError,
@@ -48,6 +49,7 @@ class PeerChannel(Channel):
     """One client of a server: the value `from P` binds."""
 
     evt_type = "peer"
+    __slots__ = ("_headers", "_query", "fields", "id", "server")
 
     def __init__(self, server: ServerEndpoint, ws: WebSocket, ident: int) -> None:
         super().__init__(server)
@@ -97,20 +99,19 @@ class PeerChannel(Channel):
             raise EvtRuntimeError(f"a peer's '{name}' is read-only", span)
         self.fields[name] = value
 
-    async def session(self) -> None:
-        """Run this peer until it closes: start event, reader, keep-alive, stop event."""
+    def opened(self) -> None:
+        """The handshake is done: the start event, keep-alive."""
         ws = self.ws
         assert ws is not None
-        server = self.server
-        server.verbose(f"peer {self.id} connected from {ws.peer.remote}")
+        self.server.verbose(f"peer {self.id} connected from {ws.peer.remote}")
         self.post_event("start", None)
-        async with anyio.create_task_group() as tg:
-            ws.spawn = tg.start_soon
-            tg.start_soon(ws.keepalive)
-            closed = await ws.run(self.on_message)
-            tg.cancel_scope.cancel()
-        server.verbose(f"peer {self.id} closed {close_text(closed.code, closed.reason)}"
-                       f"{'' if closed.clean else ', not clean'}")
+        ws.spawn = self.rt.spawn
+        self.rt.keep_alive(ws)
+
+    def ended(self, closed: Closed) -> None:
+        """The connection is over: a waiting `expect` gives up, the stop event."""
+        self.server.verbose(f"peer {self.id} closed {close_text(closed.code, closed.reason)}"
+                            f"{'' if closed.clean else ', not clean'}")
         self.wake_expect()
         self.post_event("stop", closed_value(closed))
 
@@ -132,6 +133,7 @@ class ServerEndpoint(Endpoint):
         self.next_id = 1
         self.admitted = 0
         self._tls: ssl.SSLContext | None = None
+        self._opts: ServerOptions | None = None
 
     def source_for_errors(self) -> Any:
         return self.source
@@ -150,6 +152,7 @@ class ServerEndpoint(Endpoint):
             return
         await self.evaluate_config()
         self.max_queue = int(self.config["max_queue"])
+        self._opts = None
         cfg = self.config
         listen = str(cfg["listen"])
         try:
@@ -223,11 +226,15 @@ class ServerEndpoint(Endpoint):
     # ------------------------------------------------------------ one client
 
     def _options(self) -> ServerOptions:
+        """The transport's options, made once per `start` and shared by every peer."""
+        if self._opts is not None:
+            return self._opts
         cfg = self.config
-        return ServerOptions(path=cfg["path"], origins=cfg["origins"],
+        self._opts = ServerOptions(path=cfg["path"], origins=cfg["origins"],
                              subprotocols=list(cfg["subprotocols"]),
                              handshake_timeout=float(cfg["handshake_timeout"]),
                              compression=bool(cfg["compression"]), limits=limits_of(cfg))
+        return self._opts
 
     def _admit(self) -> str | None:
         if self.admitted >= int(self.config["max_clients"]):
@@ -236,20 +243,8 @@ class ServerEndpoint(Endpoint):
         return None
 
     async def _client(self, stream: anyio.abc.ByteStream) -> None:
-        try:
-            await self._client_inner(stream)
-        except Exception:  # a bug of ours must not take the listener down
-            self.rt.internal_error(f"server {self.name}")
-            await _close_quietly(stream)
-
-    async def _client_inner(self, stream: anyio.abc.ByteStream) -> None:
-        try:
-            remote_addr = stream.extra(anyio.abc.SocketAttribute.remote_address)
-            remote = f"{remote_addr[0]}:{remote_addr[1]}" if isinstance(remote_addr, tuple) \
-                else str(remote_addr)
-        except Exception:
-            remote = "?"
-        opts = self._options()
+        """One client, from its handshake to its end. (One function, not a wrapper and an
+        inner one: each suspended frame costs memory for every idle connection.)"""
         admitted = False
 
         def admit() -> str | None:
@@ -259,6 +254,13 @@ class ServerEndpoint(Endpoint):
             return refusal
 
         try:
+            try:
+                address = stream.extra(anyio.abc.SocketAttribute.remote_address)
+                remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) \
+                    else str(address)
+            except Exception:
+                remote = "?"
+            opts = self._options()
             try:
                 if self._tls is not None:
                     stream = await self._wrap_tls(stream, opts.handshake_timeout)
@@ -276,10 +278,14 @@ class ServerEndpoint(Endpoint):
             ws.on_failure = lambda why: self.report_error(f"{peer.label}: {why}", peer)
             self.peers[peer.id] = peer
             try:
-                await peer.session()
+                peer.opened()
+                peer.ended(await ws.run(peer.on_message))
             finally:
                 if not self.rt.stopping:  # at the program's end the shutdown closes it
                     del self.peers[peer.id]
+        except Exception:  # a bug of ours must not take the listener down
+            self.rt.internal_error(f"server {self.name}")
+            await _close_quietly(stream)
         finally:
             if admitted:
                 self.admitted -= 1
