@@ -50,6 +50,9 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144
+_OPEN = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
+# replies queued while one read is processed are written together, up to this many bytes
+BATCH_LIMIT = 65536
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                   OSError, ssl.SSLError)
 
@@ -215,7 +218,7 @@ class WebSocket:
 
     @property
     def open(self) -> bool:
-        return self.closed is None and self.conn.state is ConnectionState.OPEN
+        return self.closed is None and self.conn.state is _OPEN
 
     # ------------------------------------------------------------ sending
     #
@@ -223,15 +226,22 @@ class WebSocket:
     # so the outbox holds frames in the order wsproto made them (compression depends on it);
     # whoever holds the lock writes the outbox out in that order.
 
-    async def send(self, data: str | bytes) -> None:
+    async def send(self, data: str | bytes, batch: bool = False) -> None:
         """Send one message (str: text frame, bytes: binary). Raises ConnectionError when the
-        connection is not open; waits while the peer is slow."""
-        if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+        connection is not open; waits while the peer is slow. With `batch` (a reply from a
+        handler running inside this connection's reader) a small frame is only queued: the
+        reader writes what the handlers of one read queued in one go, when it has processed
+        that read."""
+        if self.closed is not None or self.conn.state is not _OPEN:
             raise ConnectionError("not connected")
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
         frame = self.conn.send(TextMessage(data=data) if type(data) is str
                                else BytesMessage(data=data))
+        if batch and self._out_bytes + len(frame) <= BATCH_LIMIT:
+            self._queue().append(frame)
+            self._out_bytes += len(frame)
+            return
         if self._writing or self._outbox:
             if not await self._push(frame):
                 raise ConnectionError("connection lost")
@@ -259,7 +269,7 @@ class WebSocket:
     def enqueue(self, data: str | bytes) -> bool:
         """Queue a message without waiting (broadcast). False when more than out_limit bytes
         already wait for this peer: it cannot keep up."""
-        if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+        if self.closed is not None or self.conn.state is not _OPEN:
             return True
         if self._out_bytes > self.out_limit:
             return False
@@ -308,6 +318,30 @@ class WebSocket:
                 self._outbox = None
         return not self._broken
 
+    async def _write_batch(self) -> None:
+        """Write the replies queued while one read was processed, coalesced."""
+        outbox = self._outbox
+        assert outbox is not None
+        self._writing = True
+        try:
+            while outbox:
+                if len(outbox) == 1:
+                    data = outbox.popleft()
+                else:
+                    data = b"".join(outbox)
+                    outbox.clear()
+                self._out_bytes -= len(data)
+                await self.stream.send(data)
+        except _STREAM_ERRORS:
+            outbox.clear()
+            self._out_bytes = 0
+            self._broken = True
+        finally:
+            self._writing = False
+            self._wake()
+            if not self._outbox:
+                self._outbox = None
+
     def _queue(self) -> deque[bytes]:
         if self._outbox is None:
             self._outbox = deque()
@@ -324,7 +358,7 @@ class WebSocket:
             self.spawn(self._flush)
 
     async def ping(self, payload: bytes = b"") -> None:
-        if self.conn.state is ConnectionState.OPEN:
+        if self.conn.state is _OPEN:
             await self._push(self.conn.send(Ping(payload=payload)))
 
     # ------------------------------------------------------------ receiving
@@ -350,6 +384,8 @@ class WebSocket:
                     await self._finish(clean=False)
                     break
                 await self._feed(data, on_message)
+                if self._outbox and not self._writing:
+                    await self._write_batch()
         finally:
             self._reading = False
         assert self.closed is not None
@@ -378,7 +414,7 @@ class WebSocket:
             t = type(ev)
             if t is TextMessage or t is BytesMessage:
                 chunk = ev.data
-                if conn.state is not ConnectionState.OPEN:
+                if conn.state is not _OPEN:
                     continue  # after a close frame, data is ignored (RFC 6455 §5.5.1)
                 size = len(chunk) if t is BytesMessage or chunk.isascii() \
                     else len(chunk.encode("utf-8"))
@@ -402,7 +438,7 @@ class WebSocket:
                     self.on_frame("<", "text" if t is TextMessage else "binary", chunk)
                 await on_message(chunk)
             elif t is Ping:
-                if conn.state is ConnectionState.OPEN:
+                if conn.state is _OPEN:
                     await self._push(conn.send(ev.response()))
             elif t is Pong:
                 if self._pong is not None:
@@ -493,7 +529,7 @@ class WebSocket:
             return self.closed
         if self._deadline is None:
             self._deadline = anyio.current_time() + self.limits.close_timeout
-        if self.conn.state is ConnectionState.OPEN:
+        if self.conn.state is _OPEN:
             if self.on_frame is not None:
                 self.on_frame(">", "close", close_text(code, reason))
             try:
@@ -553,7 +589,7 @@ class WebSocket:
         """One keep-alive ping. False when the connection is over: closed, or failed with
         1011 because no pong came within ping_timeout (the ping write counts: a peer that
         stopped reading blocks it)."""
-        if self.closed is not None or self.conn.state is not ConnectionState.OPEN:
+        if self.closed is not None or self.conn.state is not _OPEN:
             return False
         self._pong = anyio.Event()
         with anyio.move_on_after(self.limits.ping_timeout) as scope:

@@ -97,6 +97,7 @@ class Endpoint:
         self.config: dict[str, Any] = {k: v.default for k, v in config.keys_for(self.role).items()}
         self._items: list[tuple[str, Any, A.Span]] = []
         self.inline_ok = False  # set by the runtime from the handlers
+        self.receive_key = ("ws", "receive", self.name)
 
     def __repr__(self) -> str:
         return f"<{self.evt_type} {self.name}>"
@@ -168,8 +169,8 @@ class Endpoint:
 class Channel:
     """One live WebSocket as a source of evt events (a client connection, or a peer)."""
 
-    __slots__ = ("_arrived", "_space", "endpoint", "log", "max_queue", "pending", "rt",
-                 "source", "ws")
+    __slots__ = ("_arrived", "_space", "endpoint", "inline", "log", "max_queue", "pending",
+                 "rt", "source", "ws")
 
     def __init__(self, endpoint: Endpoint) -> None:
         from .interpreter import Source
@@ -177,6 +178,7 @@ class Channel:
         self.endpoint = endpoint
         self.rt = endpoint.rt
         self.ws: WebSocket | None = None
+        self.inline = False  # a handler runs inside the reader now
         self.source = Source(self.rt)
         self.pending = 0  # queued receive jobs
         self._space: anyio.Event | None = None
@@ -206,7 +208,11 @@ class Channel:
             self.log = None
         source = self.source
         if self.endpoint.inline_ok and not source.busy and not rt.shutting_down:
-            await self.dispatch_receive(msg)  # the fast path: no queue, no task hop
+            self.inline = True  # replies are batched: the reader writes them after this read
+            try:
+                await self.dispatch_receive(msg)  # the fast path: no queue, no task hop
+            finally:
+                self.inline = False
             return
         while self.pending >= self.max_queue and not rt.shutting_down:
             self._space = anyio.Event()
@@ -226,7 +232,7 @@ class Channel:
     async def dispatch_receive(self, msg: str | bytes) -> None:
         rt = self.rt
         ep = self.endpoint
-        key = ("ws", "receive", ep.name)
+        key = ep.receive_key
         peer = self.peer_value
         handlers = rt.handlers.get(key, ())
         act = rt.current
@@ -234,6 +240,9 @@ class Channel:
             scene_handlers = act.info.handlers.get(key)
             if scene_handlers:
                 handlers = [*handlers, *scene_handlers]
+        elif len(handlers) == 1 and handlers[0].mode is None:  # the common case, shortest
+            await rt.run_handler(handlers[0], msg, peer)
+            return
         for h in handlers:
             mode = h.mode
             if mode is None:
@@ -285,7 +294,7 @@ class Channel:
             self.endpoint.report_error(f"{self.label}: not connected", self.peer_value)
             return
         try:
-            await ws.send(data)
+            await ws.send(data, self.inline)
         except ConnectionError as e:
             self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
 
