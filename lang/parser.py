@@ -258,8 +258,11 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                 elif ttype not in acts:
                     if "NAME" in acts:
                         ttype = "NAME"  # a keyword only where the grammar takes it
-                elif "NAME" in acts and not _shifts(tb, state_stack, ttype, end_state):
-                    ttype = "NAME"  # the keyword only looked possible (merged lookaheads)
+                elif acts[ttype] < 0 and "NAME" in acts and \
+                        not _shifts(tb, state_stack, ttype, end_state):
+                    # a reduction first: the keyword may only look possible (an LALR state
+                    # merges the lookaheads of every context it serves); a shift is certain
+                    ttype = "NAME"
                 elif ttype in _MODES and "NAME" in acts and _ENDS_HERE.match(text, end):
                     ttype = "NAME"  # `send c text`: a mode word that ends the statement is
                     # the value sent, a variable

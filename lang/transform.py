@@ -178,9 +178,33 @@ class ToAst(Transformer):
 
     # -- declarations
     def start(self, c: list) -> list:
-        return c
+        return c[0] if c else []
 
     repl = start
+
+    # -- lists: one Python list, appended to as the left-recursive rule grows
+    def _list(self, c: list) -> list:
+        if len(c) == 1:
+            return [c[0]]
+        items = c[0]
+        items.append(c[-1])
+        return items
+
+    tops = repl_items = stmts = config_items = scene_items = _list
+
+    def names(self, c: list) -> list:
+        if len(c) == 1:
+            return [c[0].value]
+        c[0].append(c[2].value)
+        return c[0]
+
+    def exprs(self, c: list) -> list:
+        if len(c) == 1:
+            return [c[0]]
+        c[0].append(c[2])
+        return c[0]
+
+    pairs = exprs
 
     def connection_decl(self, c: list) -> A.Connection:
         return A.Connection(c[1].value, c[2], span=self._sp(c[1]))
@@ -189,7 +213,7 @@ class ToAst(Transformer):
         return A.Server(c[1].value, c[2], span=self._sp(c[1]))
 
     def config_block(self, c: list) -> tuple:
-        return tuple(x for x in c if isinstance(x, A.ConfigItem))
+        return tuple(c[1]) if len(c) == 3 else ()
 
     def config_item(self, c: list) -> A.ConfigItem:
         return A.ConfigItem(c[0].value, c[2], span=self._sp(c[0]))
@@ -199,7 +223,7 @@ class ToAst(Transformer):
         return A.Func(c[1].value, params, c[-1], span=self._sp(c[1]))
 
     def params(self, c: list) -> tuple:
-        return tuple(t.value for t in c if _t(t) == "NAME")
+        return tuple(c[0])
 
     def on_decl(self, c: list) -> A.Handler:
         return A.Handler(c[1], c[2], span=self._sp(c[0]))
@@ -244,7 +268,7 @@ class ToAst(Transformer):
         return self._event("scene " + c[1].value, c[0], None, None, c[2])
 
     def scene_decl(self, c: list) -> A.Scene:
-        items = tuple(x for x in c[3:] if isinstance(x, A.Node))
+        items = tuple(c[3]) if len(c) == 5 else ()
         return A.Scene(c[1].value, items, span=self._sp(c[1]))
 
     def import_decl(self, c: list) -> A.Import:
@@ -255,7 +279,7 @@ class ToAst(Transformer):
 
     # -- statements
     def block(self, c: list) -> A.Block:
-        return A.Block(tuple(c[1:-1]), span=self._sp(c[0]))
+        return A.Block(tuple(c[1]) if len(c) == 3 else (), span=self._sp(c[0]))
 
     def let_stmt(self, c: list) -> A.Let:
         return A.Let(c[1].value, c[3], span=self._sp(c[1]))
@@ -352,7 +376,7 @@ class ToAst(Transformer):
         return A.ChangeScene(c[2].value, span=self._sp(c[2]))
 
     def print_stmt(self, c: list) -> A.Print:
-        return A.Print(tuple(x for x in c[1:] if isinstance(x, A.Expr)), span=self._sp(c[0]))
+        return A.Print(tuple(c[1]) if len(c) > 1 else (), span=self._sp(c[0]))
 
     def assert_stmt(self, c: list) -> A.Assert:
         return A.Assert(c[1], c[3] if len(c) > 3 else None, span=self._sp(c[0]))
@@ -425,14 +449,14 @@ class ToAst(Transformer):
         return A.Call(c[0].value, args, span=self._sp(c[0]))
 
     def args(self, c: list) -> tuple:
-        return tuple(x for x in c if not isinstance(x, Tok))
+        return tuple(c[0])
 
     def list_lit(self, c: list) -> A.ListLit:
         items = c[1] if len(c) == 3 else ()
         return A.ListLit(items, span=self._sp(c[0]))
 
     def map_lit(self, c: list) -> A.MapLit:
-        pairs = [x for x in c if isinstance(x, tuple)]
+        pairs = c[1] if len(c) > 2 else []
         keys = tuple(k for k, _ in pairs)
         return A.MapLit(keys, tuple(v for _, v in pairs), span=self._sp(c[0]))
 
