@@ -371,6 +371,8 @@ class WebSocket:
         try:
             # frames that came in the same read as the handshake are already in wsproto
             await self._events(on_message)
+            if self._outbox and not self._writing:
+                await self._write_batch()
             receive = self.stream.receive
             while self.closed is None:
                 if self._deadline is None:  # the common case, without a frame of its own

@@ -260,6 +260,8 @@ class Channel:
     def post_event(self, kind: str, value: Any) -> None:
         ep = self.endpoint
         key = ("ws", kind, ep.name)
+        if not self.rt.has_handlers(key):
+            return  # nothing to run: the source stays free for the fast path
         peer = self.peer_value
         self.source.post(lambda: self.rt.dispatch(key, value, peer))
 

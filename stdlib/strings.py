@@ -134,6 +134,8 @@ def repeat(s: Any, n: Any) -> str:
     count = args.integer("repeat", 2, "n", n)
     if count < 0:
         raise args.error("repeat", "count must not be negative")
+    if not s:
+        return ""  # and no huge count reaches Python's repetition
     _checked_size("repeat", len(s) * count)
     return s * count
 

@@ -697,6 +697,58 @@ async def test_greeting_in_the_same_segment_as_the_handshake_response(tmp_path: 
     assert r.lines == ["got welcome", 'got b"\\x01"']
 
 
+class AnsweringServer(RawServer):
+    """Sends a greeting with the 101 response, then waits for the client's first frame and
+    only then sends "done": a client whose reply to the greeting is held back never gets it."""
+
+    async def handle(self, stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += await stream.receive()
+            head, _, rest = request.partition(b"\r\n\r\n")
+            key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", head)
+            assert key is not None
+            accept = base64.b64encode(hashlib.sha1(
+                key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            await stream.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                              b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
+                              b"\r\n\r\n" + self.greeting)
+            self.received += rest
+            while not self.opcodes():
+                self.received += await stream.receive()
+            await stream.send(b"\x81\x04done")
+            try:
+                while True:
+                    self.received += await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                self.eof.set()
+
+
+async def test_a_reply_to_a_frame_that_came_with_the_handshake_goes_out_at_once(
+        tmp_path: Any) -> None:
+    """Found by Autobahn (client role, case 1.1.1): a handler's reply to a frame read with
+    the 101 response was queued for the reader's batched write and waited for the next
+    read."""
+    srv = AnsweringServer(b"\x81\x02hi")
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    srv.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, srv.handle)
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/"; close_timeout = 100ms }
+            on project start { start c }
+            on websocket receive c as m {
+                print "got", m
+                if m == "done" { stop c } else { send c m }
+            }
+        """, srv.port), tmp_path=tmp_path, timeout=3)
+        tg.cancel_scope.cancel()
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got hi", "got done"]
+    assert srv.opcodes() == [0x1, 0x8]
+
+
 # ---------------------------------------------------------------- tracing
 
 
