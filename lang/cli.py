@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
+    from .limits import raise_recursion_limit
+
+    raise_recursion_limit()
     opts = _parser().parse_args(argv)
     if opts.command == "run":
         code = cmd_run(opts)
@@ -90,13 +93,17 @@ def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | No
 
     try:
         decls, problems = load(path)
+        problems = sorted(problems + check(decls, builtins),
+                          key=lambda d: SOURCES.order_key(d.span))
     except EvtUsageError as e:
         _err(e.format())
         return None, 2
     except EvtSyntaxError as e:
         _err(e.format())
         return None, 3
-    problems = sorted(problems + check(decls, builtins), key=lambda d: SOURCES.order_key(d.span))
+    except RecursionError:
+        _err(too_deep(path))
+        return None, 3
     if problems:
         for d in problems:
             _err(d.format())
@@ -104,6 +111,11 @@ def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | No
         _err(f"{n} error{'s' if n != 1 else ''} in {path}")
         return None, 3
     return decls, 0
+
+
+def too_deep(path: str) -> str:
+    return (f"{path}: error: an expression or block is nested too deeply to compile (a chain "
+            "of thousands of operators?); split it up")
 
 
 def cmd_check(files: list[str]) -> int:
@@ -175,7 +187,11 @@ def cmd_run(opts: argparse.Namespace) -> int:
 
     rt = Runtime(builtins=builtins, args=list(opts.args), verbose=opts.verbose,
                  trace=opts.trace)
-    inits = rt.install(decls, overrides)
+    try:
+        inits = rt.install(decls, overrides)
+    except RecursionError:
+        _err(too_deep(opts.file))
+        return 3
     try:
         return anyio.run(rt.main, inits, backend="asyncio",
                          backend_options=choose_loop(opts.loop))

@@ -33,6 +33,7 @@ from lark.parsers.lalr_analysis import Shift
 from . import ast as A
 from .ast import Span
 from .errors import SOURCES, EvtSyntaxError
+from .limits import MAX_NESTING
 from .transform import AtToken, ToAst, Tok, unclosed_interp
 
 _GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
@@ -141,13 +142,16 @@ def _tables() -> _Tables:
 
 # ---------------------------------------------------------------- lexer + loop
 
+# Strings are matched as "unrolled loops" (a run of plain characters, then escape + run,
+# repeated): the plain alternation (?:[^"\\]|\\.)* makes `re` keep state for every
+# character (14 GB and 40 s for a 50 MB literal).
 _RAW = re.compile(r"""[ \t\f]*(?:
   (?P<NL>(?:(?:\n|;)[ \t\f]*(?:\#[^\n]*)?)+)
 | (?P<COMMENT>\#[^\n]*)
-| (?P<BYTES>b"(?:[^"\\\n]|\\.)*"|b'(?:[^'\\\n]|\\.)*')
+| (?P<BYTES>b"[^"\\\n]*(?:\\.[^"\\\n]*)*"|b'[^'\\\n]*(?:\\.[^'\\\n]*)*')
 | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
 | (?P<NUMBER>(?:0[xX][0-9a-fA-F]+|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?:ms|s|m|h|B|KiB|MiB|GiB)?)(?![A-Za-z0-9_]))
-| (?P<STRING>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+| (?P<STRING>"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*')
 | (?P<OP>==|!=|<=|>=|[-+*/%<>=(){}\[\],:.])
 | (?P<EOF>\Z))""", re.VERBOSE)
 _MODES = {"TEXT", "BINARY", "JSON"}
@@ -304,6 +308,9 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                 last_tok = tok
                 if ttype in _OPENERS:
                     brackets.append(tok)
+                    if len(brackets) > MAX_NESTING:
+                        raise AtToken(tok, f"nested too deeply: more than {MAX_NESTING} open "
+                                           "brackets and blocks")
                 elif ttype in _CLOSERS:
                     brackets.pop()
                 break

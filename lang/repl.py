@@ -181,6 +181,13 @@ class Repl:
         return await self.execute(nodes)
 
     async def execute(self, nodes: list[A.Node]) -> bool:
+        try:
+            return await self._execute(nodes)
+        except RecursionError:
+            self.err("<repl>: error: this input is nested too deeply to compile; split it up")
+            return True
+
+    async def _execute(self, nodes: list[A.Node]) -> bool:
         decls = [n for n in nodes if not isinstance(n, A.Stmt | A.Import)]
         stmts = [n for n in nodes if isinstance(n, A.Stmt)]
         for imp in (n for n in nodes if isinstance(n, A.Import)):

@@ -9,23 +9,12 @@ Rules of this module:
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import anyio.lowlevel
 
 from .ast import Span
-
-# Deep recursion is a runtime error, not a crash: evt calls nest at most MAX_DEPTH deep, and
-# Python's own limit is raised so that this is always reached first.
-MAX_DEPTH = 400
-PY_RECURSION_LIMIT = 12000
-
-
-def raise_recursion_limit() -> None:
-    if sys.getrecursionlimit() < PY_RECURSION_LIMIT:
-        sys.setrecursionlimit(PY_RECURSION_LIMIT)
-
+from .limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
 
 checkpoint = anyio.lowlevel.checkpoint
 
