@@ -22,6 +22,7 @@ from __future__ import annotations
 import heapq
 import math
 import ssl
+import weakref
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -177,10 +178,11 @@ class Peer:
 class WebSocket:
     """One open WebSocket connection, either role."""
 
-    __slots__ = ("_broken", "_deadline", "_done", "_failed", "_flushing", "_out_bytes",
-                 "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
-                 "_writers", "_writing", "client", "closed", "conn", "limits", "messages_in",
-                 "on_failure", "on_frame", "out_limit", "peer", "spawn", "stream")
+    __slots__ = ("__weakref__", "_broken", "_deadline", "_done", "_failed", "_flushing",
+                 "_out_bytes", "_outbox", "_parts", "_pong", "_reader_id", "_reading",
+                 "_received", "_size", "_writers", "_writing", "client", "closed", "conn",
+                 "limits", "messages_in", "on_failure", "on_frame", "out_limit", "peer",
+                 "spawn", "stream")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -606,11 +608,12 @@ class WebSocket:
 
 class KeepAlive:
     """Keep-alive for many connections with one task: a heap of when each is next due; a
-    due connection gets a short task for its ping round."""
+    due connection gets a short task for its ping round. The heap holds weak references: a
+    connection that closed is freed at once, not when its next ping would have been due."""
 
     def __init__(self, spawn: Callable[..., Any]) -> None:
         self._spawn = spawn
-        self._heap: list[tuple[float, int, WebSocket]] = []
+        self._heap: list[tuple[float, int, weakref.ref[WebSocket]]] = []
         self._seq = 0
         self._wake: anyio.Event | None = None
 
@@ -619,8 +622,8 @@ class KeepAlive:
             return
         due = anyio.current_time() + ws.limits.ping_interval
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, ws))
-        if self._wake is not None and self._heap[0][2] is ws:
+        heapq.heappush(self._heap, (due, self._seq, weakref.ref(ws)))
+        if self._wake is not None and self._heap[0][1] == self._seq:
             self._wake.set()  # it is due before what the task sleeps for
 
     async def run(self) -> None:
@@ -633,8 +636,9 @@ class KeepAlive:
                 await self._wake.wait()
             now = anyio.current_time()
             while self._heap and self._heap[0][0] <= now:
-                _, _, ws = heapq.heappop(self._heap)
-                if ws.closed is None:
+                _, _, ref = heapq.heappop(self._heap)
+                ws = ref()
+                if ws is not None and ws.closed is None:
                     self._spawn(self._round, ws)
 
     async def _round(self, ws: WebSocket) -> None:
