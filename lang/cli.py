@@ -20,6 +20,12 @@ from . import ast as A
 VERSION = "0.1.0"
 
 
+def _default_loop() -> str:
+    """--loop's default: EVT_LOOP from the environment, else auto (uvloop where installed)."""
+    loop = os.environ.get("EVT_LOOP", "auto")
+    return loop if loop in ("auto", "uvloop", "asyncio") else "auto"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="evt", description="Run event scripts for WebSocket work.",
@@ -36,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true",
                      help="print the connection lifecycle to stderr")
     run.add_argument("--trace", action="store_true", help="print every frame sent and received")
-    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
-                     help="event loop (default: uvloop where installed)")
+    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=_default_loop(),
+                     help="event loop (default: $EVT_LOOP, else uvloop where installed)")
     run.add_argument("file", metavar="FILE")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
@@ -47,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     repl = sub.add_parser("repl", help="an interactive session (optionally loading FILE)")
     repl.add_argument("-v", "--verbose", action="store_true")
     repl.add_argument("--trace", action="store_true")
-    repl.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    repl.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=_default_loop())
     repl.add_argument("file", nargs="?", metavar="FILE")
     return p
 

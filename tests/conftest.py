@@ -7,7 +7,8 @@
   codes, signals, stdin).
 - Every async test runs under a hard timeout (`anyio.fail_after` in run_evt, pytest-timeout
   around each test); no test sleeps to wait for something.
-- The event loop is asyncio; EVT_TEST_LOOP=uvloop runs the whole suite on uvloop.
+- In-process tests run on asyncio (EVT_TEST_LOOP=uvloop: on uvloop); `evt` in a subprocess
+  runs on its default, uvloop (EVT_LOOP=asyncio: on asyncio). CI runs both combinations.
 """
 
 from __future__ import annotations
