@@ -474,8 +474,10 @@ class WebSocket:
         else:  # wsproto found a protocol violation in what the peer sent
             code = int(ev.code) if ev.code in (1002, 1007, 1009) else 1002
             # wsproto cannot parse past it, so no close reply could be read: send our close
-            # frame and drop TCP at once (RFC 6455 §7.1.7)
+            # frame and end TCP (RFC 6455 §7.1.7): half-close and drain what the peer still
+            # sends, so that closing does not reset the connection before it read our frame
             await self.fail(code, ev.reason or CLOSE_NAMES[code])
+            await self._linger()
             await self._finish(clean=False)
 
     async def _end_tcp(self) -> None:
@@ -504,7 +506,22 @@ class WebSocket:
             self._done.set()
         if self._pong is not None:
             self._pong.set()
+        # nothing more will be written: frames still queued (for a peer that stopped reading)
+        # are dropped, and whoever waits for them to go out is let go
+        self._broken = True
+        self._outbox = None
+        self._out_bytes = 0
+        self._wake()
         await self._drop()
+
+    async def _linger(self) -> None:
+        with anyio.move_on_after(min(self.limits.close_timeout, 1.0)):
+            try:
+                await self.stream.send_eof()
+                while True:
+                    await self.stream.receive(READ_SIZE)
+            except (*_STREAM_ERRORS, NotImplementedError):  # TLS cannot half-close
+                pass
 
     async def _drop(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.limits.close_timeout):
@@ -515,14 +532,15 @@ class WebSocket:
 
     # ------------------------------------------------------------ closing
 
-    async def fail(self, code: int, reason: str) -> None:
+    async def fail(self, code: int, reason: str, frame_reason: str | None = None) -> None:
         """Fail the connection (RFC 6455 §7.1.7): tell the user why, send a close frame with
-        `code`, then give the peer close_timeout to answer before TCP is dropped."""
+        `code` (and `frame_reason`, or the reason), then give the peer close_timeout to answer
+        before TCP is dropped."""
         if self._failed is None and self.closed is None:
             self._failed = (code, reason)
             if self.on_failure is not None:
                 self.on_failure(f"{reason}; closing with {close_text(code, '')}")
-        await self.close(code, reason[:120])
+        await self.close(code, (reason if frame_reason is None else frame_reason)[:120])
 
     async def close(self, code: int = 1000, reason: str = "") -> Closed | None:
         """Start the close handshake (if still open) and wait until the connection ends: the
@@ -552,8 +570,9 @@ class WebSocket:
                 await self._drop()  # wakes the reader, which records how it ended
                 with anyio.move_on_after(1):
                     await self._wait_done()
-        else:
-            await self.run(_discard)
+        else:  # nobody reads (the program is ending): read for the answer ourselves
+            with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0)):
+                await self.run(_discard)
         if self.closed is None:
             await self._finish(clean=False)
         assert self.closed is not None

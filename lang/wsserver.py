@@ -317,11 +317,9 @@ class ServerEndpoint(Endpoint):
             ws = peer.ws
             if peer is except_ or ws is None or not ws.open:
                 continue
-            if not ws.enqueue(data):
-                self.report_error(f"{peer.label}: too slow to keep up with broadcasts "
-                                  f"({to_str(ws.out_limit)} bytes waiting); closing with 1008",
-                                  peer)
-                self.rt.spawn(ws.close, 1008, "too slow")
+            if not ws.enqueue(data):  # the error event comes from fail()
+                self.rt.spawn(ws.fail, 1008, f"too slow to keep up with broadcasts "
+                              f"({to_str(ws.out_limit)} bytes waiting)", "too slow")
 
 
 async def _close_quietly(stream: anyio.abc.ByteStream) -> None:
