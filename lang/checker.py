@@ -71,12 +71,18 @@ class Checker:
         # while configs and bodies (which run after all of them) see them all
         for d in decls:
             if isinstance(d, A.Let):
-                self._decl(d)
+                self._checked(d)
         for d in decls:
             if not isinstance(d, A.Let):
-                self._decl(d)
+                self._checked(d)
         self.diags.sort(key=lambda d: SOURCES.order_key(d.span))
         return self.diags
+
+    def _checked(self, d: A.Node) -> None:
+        try:
+            self._decl(d)
+        except RecursionError:
+            self.error(getattr(d, "span", A.NOSPAN), _TOO_DEEP)
 
     def error(self, span: Span, message: str) -> None:
         self.diags.append(Diagnostic(span, message))
@@ -256,7 +262,10 @@ class Checker:
     def _block(self, block: A.Block, body: _Body) -> None:
         body.scopes.append({})
         for s in block.stmts:
-            self._stmt(s, body)
+            try:
+                self._stmt(s, body)
+            except RecursionError:
+                self.error(s.span, _TOO_DEEP)
         body.scopes.pop()
 
     def _declare_local(self, name: str, span: Span, body: _Body) -> None:
@@ -541,6 +550,7 @@ class Checker:
 # ---------------------------------------------------------------- helpers
 
 _NOT_LITERAL = object()
+_TOO_DEEP = "this is nested too deeply to check (a chain of thousands of operators?); split it up"
 
 
 def _literal(e: A.Expr) -> Any:

@@ -626,7 +626,14 @@ class Compiler:
 
     def s_Print(self, s: A.Print) -> Compiled:
         parts = [self.expr(v) for v in s.values]
-        write = self.rt.write
+        rt, span = self.rt, s.span
+
+        def show(v: Any) -> str:
+            try:
+                return to_str(v)
+            except EvtRuntimeError as e:  # too large to show: point at this statement
+                e.span = span
+                raise
         if not any(a for _, a in parts):
             fns = [f for f, _ in parts]
             if len(fns) == 1:
@@ -634,15 +641,15 @@ class Compiler:
 
                 def print1(fr: list) -> None:
                     v = only(fr)
-                    write(v if type(v) is str else to_str(v))
+                    rt.write(v if type(v) is str else show(v))
                 return print1, False
 
             def print_(fr: list) -> None:
-                write(" ".join([to_str(f(fr)) for f in fns]))
+                rt.write(" ".join([show(f(fr)) for f in fns]))
             return print_, False
 
         async def print_async(fr: list) -> None:
-            write(" ".join([to_str(await _ev(f, a, fr)) for f, a in parts]))
+            rt.write(" ".join([show(await _ev(f, a, fr)) for f, a in parts]))
         return print_async, True
 
     def s_Assert(self, s: A.Assert) -> Compiled:

@@ -61,9 +61,18 @@ def quote_source(span: Span) -> str:
         return ""
     text = text.rstrip("\r")
     col = max(span.col, 1)
+    if len(text) > _WIDE:  # a very long line: a window around the spot
+        start = max(col - 1 - _WIDE // 2, 0)
+        end = start + _WIDE
+        text, col = ("..." if start else "") + text[start:end] + ("..." if end < len(text)
+                                                                  else ""), \
+            col - start + (3 if start else 0)
     prefix = text[: col - 1].expandtabs(4)
     shown = text.expandtabs(4)
     return f"    {shown}\n    {' ' * len(prefix)}^\n"
+
+
+_WIDE = 120  # characters of a source line quoted around the caret
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -254,6 +255,7 @@ class Source:
         rt = self.rt
         queue = self.queue
         assert queue is not None
+        deadline = time.monotonic() + 0.02
         try:
             while queue:
                 job = queue.popleft()
@@ -261,6 +263,11 @@ class Source:
                     await job()
                 finally:
                     rt.release()
+                # a handler that queues work on its own source (`on change v { v = v + 1 }`)
+                # must not keep everything else, Ctrl-C included, from running
+                if queue and time.monotonic() >= deadline:
+                    await anyio.lowlevel.checkpoint()
+                    deadline = time.monotonic() + 0.02
         finally:
             self.busy = False
             if not queue:
@@ -676,6 +683,8 @@ class Runtime:
 
     def report(self, e: EvtRuntimeError, what: str, span: A.Span) -> None:
         self.failed = True
+        if e.span is A.NOSPAN:
+            e.span = span  # no finer position is known: the handler's
         e.frames.append(Frame(what, span))
         self.diag(e.format())
 

@@ -133,11 +133,15 @@ def ge(a: Any, b: Any, span: Span) -> bool:
 
 
 def eq(a: Any, b: Any, span: Span) -> bool:
-    return equals(a, b)
+    try:
+        return equals(a, b)
+    except EvtRuntimeError as e:
+        e.span = span
+        raise
 
 
 def ne(a: Any, b: Any, span: Span) -> bool:
-    return not equals(a, b)
+    return not eq(a, b, span)
 
 
 def in_(a: Any, b: Any, span: Span) -> bool:

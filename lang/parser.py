@@ -142,16 +142,16 @@ def _tables() -> _Tables:
 
 # ---------------------------------------------------------------- lexer + loop
 
-# Strings are matched as "unrolled loops" (a run of plain characters, then escape + run,
-# repeated): the plain alternation (?:[^"\\]|\\.)* makes `re` keep state for every
-# character (14 GB and 40 s for a 50 MB literal).
+# Strings are matched as possessive "unrolled loops" (a run of plain characters, then
+# escape + run, repeated, never given back): the plain alternation (?:[^"\\]|\\.)* makes
+# `re` keep backtracking state for every character (14 GB and 40 s for a 50 MB literal).
 _RAW = re.compile(r"""[ \t\f]*(?:
   (?P<NL>(?:(?:\n|;)[ \t\f]*(?:\#[^\n]*)?)+)
 | (?P<COMMENT>\#[^\n]*)
-| (?P<BYTES>b"[^"\\\n]*(?:\\.[^"\\\n]*)*"|b'[^'\\\n]*(?:\\.[^'\\\n]*)*')
+| (?P<BYTES>b"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|b'[^'\\\n]*+(?:\\.[^'\\\n]*+)*+')
 | (?P<NAME>[A-Za-z_][A-Za-z0-9_]*)
 | (?P<NUMBER>(?:0[xX][0-9a-fA-F]+|[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?(?:ms|s|m|h|B|KiB|MiB|GiB)?)(?![A-Za-z0-9_]))
-| (?P<STRING>"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*')
+| (?P<STRING>"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|'[^'\\\n]*+(?:\\.[^'\\\n]*+)*+')
 | (?P<OP>==|!=|<=|>=|[-+*/%<>=(){}\[\],:.])
 | (?P<EOF>\Z))""", re.VERBOSE)
 _MODES = {"TEXT", "BINARY", "JSON"}

@@ -36,6 +36,9 @@ def parse_number(text: str) -> int | float:
         raise ValueError(text)
     mant, unit = m.groups()
     is_float = "." in mant or "e" in mant or "E" in mant
+    if not is_float and len(mant) > 4300:  # Python's own limit, in its own words otherwise
+        raise ValueError(f"a number literal of {len(mant)} digits is too long (the most is "
+                         "4300; a hex literal has no limit)")
     if unit is None:
         return float(mant) if is_float else int(mant)
     if unit in _DURATION:
@@ -117,6 +120,50 @@ def _interp_end(body: str, start: int) -> int:
             depth -= 1
         i += 1
     return -1
+
+
+_ESCAPE = re.compile(r"\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F]+\}|.|$)", re.DOTALL)
+
+
+def _decode_escapes(body: str, start: int, end: int) -> str:
+    """body[start:end] with its escapes decoded. A regex finds them, so a literal of millions
+    of characters costs one pass in C, not a Python step per character."""
+    segment = body[start:end]
+    if "\\" not in segment:
+        return segment
+    if end - start <= _CHUNK:
+        return _ESCAPE.sub(lambda m: _read_escape(body, start + m.start())[0], segment)
+    # a huge literal in chunks: `sub` makes an object per escape before joining them, which
+    # for millions of escapes costs gigabytes. A chunk ends before the last backslash run in
+    # its window, where an escape starts, so no escape is cut in two.
+    out = []
+    i = start
+    while i < end:
+        j = min(i + _CHUNK, end)
+        if j < end:
+            k = body.rfind("\\", i, j)
+            while k > i and body[k - 1] == "\\":
+                k -= 1
+            if k > i:
+                j = k
+        out.append(_decode_escapes(body, i, j))
+        i = j
+    return "".join(out)
+
+
+_CHUNK = 1 << 20
+
+
+def _next_interp(body: str, i: int) -> int:
+    """The index of the next '${' that is not escaped ('\\${'), or -1."""
+    while True:
+        at = body.find("${", i)
+        if at < 0:
+            return -1
+        backslashes = len(body[:at]) - len(body[:at].rstrip("\\"))
+        if backslashes % 2 == 0:
+            return at
+        i = at + 2
 
 
 def _unescape_bytes(body: str) -> bytes:
@@ -489,35 +536,28 @@ class ToAst(Transformer):
     def _unescape(self, body: str, interpolate: bool, tok: Any | None = None) -> str | list:
         if "\\" not in body and (not interpolate or "${" not in body):
             return body
-        out: list[str] = []
+        if not interpolate or "${" not in body:
+            return _decode_escapes(body, 0, len(body))
         parts: list = []
         i = 0
-        n = len(body)
-        while i < n:
-            ch = body[i]
-            if ch == "\\":
-                text, i = _read_escape(body, i)
-                out.append(text)
-            elif interpolate and ch == "$" and body.startswith("${", i):
-                end = _interp_end(body, i + 2)
-                if end < 0:
-                    raise LiteralError(i, "'${' is never closed with '}'")
-                source = body[i + 2 : end]
-                if not source.strip():
-                    raise LiteralError(i, "empty '${}' in a string")
-                if out:
-                    parts.append("".join(out))
-                    out = []
-                assert tok is not None
-                parts.append(self._sub_expr(source, tok, i + 3))
-                i = end + 1
-            else:
-                out.append(ch)
-                i += 1
-        if not parts:
-            return "".join(out)
-        if out:
-            parts.append("".join(out))
+        while True:
+            start = _next_interp(body, i)
+            text = _decode_escapes(body, i, len(body) if start < 0 else start)
+            if text:
+                parts.append(text)
+            if start < 0:
+                break
+            end = _interp_end(body, start + 2)
+            if end < 0:
+                raise LiteralError(start, "'${' is never closed with '}'")
+            source = body[start + 2 : end]
+            if not source.strip():
+                raise LiteralError(start, "empty '${}' in a string")
+            assert tok is not None
+            parts.append(self._sub_expr(source, tok, start + 3))
+            i = end + 1
+        if len(parts) == 1 and isinstance(parts[0], str):
+            return parts[0]
         return parts
 
     def _sub_expr(self, source: str, tok: Any, offset: int) -> A.Expr:

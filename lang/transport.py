@@ -520,7 +520,8 @@ class WebSocket:
                 await self.stream.send_eof()
                 while True:
                     await self.stream.receive(READ_SIZE)
-            except (*_STREAM_ERRORS, NotImplementedError):  # TLS cannot half-close
+            # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
+            except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
                 pass
 
     async def _drop(self) -> None:

@@ -99,42 +99,88 @@ def to_str(v: Any) -> str:
     return str(v)
 
 
-def _container(v: Any, depth: int) -> str:
+# Showing a value is bounded in depth (deeper parts print as "...") and in size: a value with
+# shared parts (`push(x, x)` twice, forty times) would otherwise expand without end.
+SHOW_LIMIT = 16 * 1024 * 1024  # characters
+
+
+class _Budget:
+    """What is left to show, and the lists and maps being shown (a value inside itself is
+    shown as [...] or {...}, as Python does)."""
+
+    __slots__ = ("left", "path")
+
+    def __init__(self) -> None:
+        self.left = SHOW_LIMIT
+        self.path: set[int] = set()
+
+    def spend(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise EvtRuntimeError("the value is too large to show (more than 16 Mi "
+                                  "characters)")
+
+
+def _container(v: Any, depth: int, budget: _Budget | None = None) -> str:
+    if budget is None:
+        budget = _Budget()
     if depth > 100:
         return "..."
-    if type(v) is list:
-        return "[" + ", ".join(_inner(x, depth + 1) for x in v) + "]"
-    return "{" + ", ".join(f"{_json_str(_key(k))}: {_inner(x, depth + 1)}"
-                           for k, x in v.items()) + "}"
+    if id(v) in budget.path:
+        return "[...]" if type(v) is list else "{...}"
+    budget.spend(len(v) + 2)
+    budget.path.add(id(v))
+    try:
+        if type(v) is list:
+            return "[" + ", ".join(_inner(x, depth + 1, budget) for x in v) + "]"
+        return "{" + ", ".join(f"{_json_str(_key(k))}: {_inner(x, depth + 1, budget)}"
+                               for k, x in v.items()) + "}"
+    finally:
+        budget.path.discard(id(v))
 
 
 def _key(k: Any) -> str:
     return k if type(k) is str else to_str(k)
 
 
-def _inner(v: Any, depth: int) -> str:
+def _inner(v: Any, depth: int, budget: _Budget) -> str:
     t = type(v)
     if t is str:
+        budget.spend(len(v))
         return _json_str(v)
     if t is list or t is dict:
-        return _container(v, depth)
-    return to_str(v)
+        return _container(v, depth, budget)
+    text = to_str(v)
+    budget.spend(len(text))
+    return text
 
 
 def _json_str(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-def to_repr(v: Any) -> str:
+def to_repr(v: Any, depth: int = 0, budget: _Budget | None = None) -> str:
     """The literal form of a value, as the REPL echoes it: strings quoted."""
     t = type(v)
+    if budget is None:
+        budget = _Budget()
     if t is str:
+        budget.spend(len(v))
         return string_literal(v)
-    if t is list:
-        return "[" + ", ".join(to_repr(x) for x in v) + "]"
-    if t is dict:
-        return "{" + ", ".join(f"{string_literal(_key(k))}: {to_repr(x)}"
-                               for k, x in v.items()) + "}"
+    if t is list or t is dict:
+        if depth > 100:
+            return "..."
+        if id(v) in budget.path:
+            return "[...]" if t is list else "{...}"
+        budget.spend(len(v) + 2)
+        budget.path.add(id(v))
+        try:
+            if t is list:
+                return "[" + ", ".join(to_repr(x, depth + 1, budget) for x in v) + "]"
+            return "{" + ", ".join(f"{string_literal(_key(k))}: "
+                                   f"{to_repr(x, depth + 1, budget)}" for k, x in v.items()) + "}"
+        finally:
+            budget.path.discard(id(v))
     return to_str(v)
 
 
@@ -185,14 +231,40 @@ def equals(a: Any, b: Any) -> bool:
     ta = type(a)
     tb = type(b)
     if ta is tb:
-        if ta is list:
-            return len(a) == len(b) and all(equals(x, y) for x, y in zip(a, b, strict=True))
-        if ta is dict:
-            return a.keys() == b.keys() and all(equals(x, b[k]) for k, x in a.items())
+        if ta is list or ta is dict:
+            return _equal_containers(a, b, [COMPARE_LIMIT])
         return bool(a == b)
     if (ta is int or ta is float) and (tb is int or tb is float):
         return bool(a == b)
     return False
+
+
+COMPARE_LIMIT = 10_000_000  # elements `==` may visit: shared parts could make it endless
+
+
+def _equal_containers(a: Any, b: Any, left: list[int]) -> bool:
+    if a is b:
+        return True  # the same list or map (and what it shares with itself)
+    left[0] -= len(a) + 1
+    if left[0] < 0:
+        raise EvtRuntimeError("the values are too large to compare (more than 10 million "
+                              "elements)")
+    if len(a) != len(b):
+        return False
+    if type(a) is list:
+        pairs: Any = zip(a, b, strict=True)
+    else:
+        if a.keys() != b.keys():
+            return False
+        pairs = ((x, b[k]) for k, x in a.items())
+    for x, y in pairs:
+        tx = type(x)
+        if tx is type(y) and (tx is list or tx is dict):
+            if not _equal_containers(x, y, left):
+                return False
+        elif not equals(x, y):
+            return False
+    return True
 
 
 def contains(container: Any, item: Any) -> bool:
@@ -226,6 +298,7 @@ def contains(container: Any, item: Any) -> bool:
 def to_json(v: Any, pretty: bool = False) -> str:
     """Compact JSON (`{"k":2}`), or indented with pretty. Bytes and other non-JSON values are
     a runtime error."""
+    _json_size(v)
     try:
         if pretty:
             return json.dumps(v, ensure_ascii=False, allow_nan=False, indent=2)
@@ -237,6 +310,29 @@ def to_json(v: Any, pretty: bool = False) -> str:
         if problem is None and "digits" in str(e):
             problem = "an integer has too many digits"
         raise EvtRuntimeError(f"cannot convert to JSON: {problem or e}") from None
+
+
+JSON_LIMIT = 10_000_000  # elements in one JSON text
+
+
+def _json_size(v: Any) -> None:
+    """Refuse a value whose JSON would be endless (shared parts expand once per path)."""
+    t = type(v)
+    if t is not list and t is not dict:
+        return
+    left = JSON_LIMIT
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        left -= len(x)
+        if left < 0:
+            raise EvtRuntimeError("cannot convert to JSON: the value is too large (more than "
+                                  "10 million elements)")
+        for y in (x if type(x) is list else x.values()):
+            if type(y) is list or type(y) is dict:
+                if len(stack) > 10_000:
+                    raise EvtRuntimeError("cannot convert to JSON: nested too deeply")
+                stack.append(y)
 
 
 def _json_problem(v: Any, depth: int = 0) -> str | None:

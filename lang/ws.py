@@ -69,7 +69,9 @@ def convert(msg: str | bytes, mode: str | None) -> Any:
         return msg if type(msg) is bytes else msg.encode("utf-8")
     try:
         return json.loads(msg)
-    except (ValueError, RecursionError) as e:
+    except RecursionError:
+        raise ValueError("message is not JSON (nested too deeply)") from None
+    except ValueError as e:
         raise ValueError(f"message is not JSON ({e})") from None
 
 

@@ -1429,7 +1429,7 @@ async def test_runtime_error_aborts_only_that_handler(tmp_path: Path) -> None:
     ("let n = -1; wait n", "wait"),
     ('print int("x")', "int"),
     ("for a, b in [1, 2] { }", "for a, b"),
-    ("let a = []; push(a, a); print a == a", "recursion"),
+    ("let a = []; push(a, a); let b = []; push(b, b); print a == b", "recursion"),
 ])
 async def test_runtime_errors_never_show_a_python_traceback(tmp_path: Path, stmt: str,
                                                             message: str) -> None:
