@@ -107,7 +107,7 @@ def bench_language(quick: bool) -> dict[str, Any]:
     nlines = text.count("\n")
     parse_module(text, "warm.evt")
     parse_times = []
-    for _ in range(3 if quick else 7):
+    for _ in range(3 if quick else 9):
         t0 = time.perf_counter()
         parse_module(text, "bench.evt")
         parse_times.append(time.perf_counter() - t0)
