@@ -303,35 +303,25 @@ class WebSocket:
             self._writers.append(done)
             await done.wait()
             return not self._broken
-        self._writing = True
-        try:
-            while outbox:
-                data = outbox.popleft()
-                self._out_bytes -= len(data)
-                await self.stream.send(data)
-        except _STREAM_ERRORS:
-            outbox.clear()
-            self._out_bytes = 0
-            self._broken = True
-        finally:
-            self._writing = False
-            self._wake()
-            if not self._outbox:
-                self._outbox = None
+        await self._write_out(outbox, coalesce=False)
         return not self._broken
 
     async def _write_batch(self) -> None:
         """Write the replies queued while one read was processed, coalesced."""
         outbox = self._outbox
         assert outbox is not None
+        await self._write_out(outbox, coalesce=True)
+
+    async def _write_out(self, outbox: deque[bytes], coalesce: bool) -> None:
+        """Be the one writer until the outbox is empty; a broken stream drops what waits."""
         self._writing = True
         try:
             while outbox:
-                if len(outbox) == 1:
-                    data = outbox.popleft()
-                else:
+                if coalesce and len(outbox) > 1:
                     data = b"".join(outbox)
                     outbox.clear()
+                else:
+                    data = outbox.popleft()
                 self._out_bytes -= len(data)
                 await self.stream.send(data)
         except _STREAM_ERRORS:

@@ -50,21 +50,19 @@ def format_float(x: float) -> str:
     return repr(x)
 
 
+# How a string or bytes literal writes the characters that have a short escape.
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "$": "\\$", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def bytes_literal(b: bytes) -> str:
     """b"..." with printable ASCII as is and every other byte as \\xHH."""
     out = []
     for byte in b:
         ch = chr(byte)
-        if ch in '"\\$':
-            out.append("\\" + ch)
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
         elif 0x20 <= byte < 0x7F:
             out.append(ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
         else:
             out.append(f"\\x{byte:02x}")
     return 'b"' + "".join(out) + '"'
@@ -187,16 +185,8 @@ def to_repr(v: Any, depth: int = 0, budget: _Budget | None = None) -> str:
 def string_literal(s: str) -> str:
     out = ['"']
     for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "$":
-            out.append("\\$")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
         elif not ch.isprintable():
             out.append(f"\\u{{{ord(ch):x}}}")
         else:
