@@ -105,7 +105,10 @@ def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | No
         _err(e.format())
         return None, 2
     except EvtSyntaxError as e:
+        # Past a syntax error the rest of the file cannot be read reliably, so this is the
+        # one problem reported; the summary says why no more follow.
         _err(e.format())
+        _err(f"1 error in {path} (checking stops at a syntax error)")
         return None, 3
     except RecursionError:
         _err(too_deep(path))

@@ -201,6 +201,19 @@ def test_check_bad_file(tmp_path: Path) -> None:
     assert f"{path}:4:11: error: unknown name 'missing_two'" in r.err
 
 
+def test_check_stops_at_a_syntax_error_and_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        on project start { print nope }
+        on project start { print 1 + }
+        on project start { print ) }
+    """)
+    r = run_cli(["check", str(path)])
+    assert r.code == 3
+    assert f"{path}:3:30: error: expected an expression, found '}}'" in r.err
+    assert "nope" not in r.err and ":4:" not in r.err
+    assert r.err.rstrip().endswith(f"1 error in {path} (checking stops at a syntax error)")
+
+
 def test_check_several_files(tmp_path: Path) -> None:
     good = write(tmp_path, HELLO, name="good.evt")
     bad = write(tmp_path, """

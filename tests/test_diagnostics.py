@@ -97,7 +97,8 @@ def test_expected_text_is_in_words(name: str) -> None:
         assert lines[i + 2] == " " * caret + "^"
         assert int(col) <= len(source) + 1
     if name.startswith("syntax_"):
-        assert len(heads) == 1 and len(lines) == 3
+        assert len(heads) == 1 and len(lines) == 4
+        assert lines[-1] == f"1 error in {name} (checking stops at a syntax error)"
     else:
         n = len(heads)
         assert lines[-1] == f"{n} error{'s' if n != 1 else ''} in {name}"
