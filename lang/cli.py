@@ -11,6 +11,7 @@ Rules of this module:
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from typing import Any, NoReturn
@@ -62,6 +63,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     from .limits import raise_recursion_limit
 
     raise_recursion_limit()
+    for stream in (sys.stdout, sys.stderr):
+        # a terminal that cannot show a character gets an escape, not a UnicodeEncodeError
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     opts = _parser().parse_args(argv)
     if opts.command == "run":
         code = cmd_run(opts)

@@ -383,8 +383,8 @@ class Compiler:
 
     def s_For(self, s: A.For) -> Compiled:
         it = s.iterable
-        fast_range = (isinstance(it, A.Call) and it.name == "range" and 1 <= len(it.args) <= 3
-                      and self._is_builtin_call(it))
+        fast_range = (len(s.names) == 1 and isinstance(it, A.Call) and it.name == "range"
+                      and 1 <= len(it.args) <= 3 and self._is_builtin_call(it))
         if fast_range:
             argfns = [self.expr(a) for a in it.args]
             source_async = any(a for _, a in argfns)
@@ -1012,13 +1012,15 @@ def _short(seconds: float) -> float | int:
 
 
 def _range_of(range_fn: Fn, args: list, span: Span) -> Any:
-    """`for i in range(...)` walks a Python range: no list of a million ints is built."""
-    for i, a in enumerate(args):
-        if type(a) is not int:
-            raise EvtRuntimeError(f"range: argument {i + 1} must be an int, got "
-                                  f"{ops.type_name(a)}", span)
-    if len(args) == 3 and args[2] == 0:
-        raise EvtRuntimeError("range: step cannot be 0", span)
+    """`for i in range(...)` walks a Python range: no list of a million ints is built.
+    Arguments other than ints go to the built-in itself, for its conversions and errors."""
+    if any(type(a) is not int for a in args) or (len(args) == 3 and args[2] == 0):
+        try:
+            return range_fn(*args)
+        except EvtRuntimeError as e:
+            if e.span is A.NOSPAN:
+                e.span = span
+            raise
     return range(*args)
 
 

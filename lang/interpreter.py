@@ -739,11 +739,13 @@ class Runtime:
             raise EvtRuntimeError("too much recursion: scene changes nested too deep", span)
         old = self.current
         if old is not None:
-            await self._scene_event(old, "scene stop", depth)
-            for t in list(old.timers):
-                t.evt_cancel()
-            if self.current is old:
-                self.current = None
+            try:
+                await self._scene_event(old, "scene stop", depth)
+            finally:  # an `exit` in `on scene stop` still leaves the scene, once
+                for t in list(old.timers):
+                    t.evt_cancel()
+                if self.current is old:
+                    self.current = None
         act = Activation(info)
         self.current = act
         if self.verbose:
@@ -766,8 +768,19 @@ class Runtime:
 
     def new_timer(self, kind: str, seconds: float, body: Any, span: A.Span, what: str,
                   scene_vars: Any, uses_expect: bool) -> TimerHandle:
-        act = self.current if self.current is not None and self.current.vars is scene_vars \
-            else None
+        """A timer started by a statement. Scene code's timers belong to the scene's
+        activation; once that activation is over (the handler waited past a scene change),
+        the timer is born cancelled: it never runs and keeps nothing alive."""
+        cur = self.current
+        if scene_vars is None:
+            act = None
+        elif cur is not None and cur.vars is scene_vars:
+            act = cur
+        else:
+            handle = TimerHandle(self, kind, seconds, body, span, what, None,
+                                 uses_expect=uses_expect)
+            handle.cancelled = True
+            return handle
         return TimerHandle(self, kind, seconds, body, span, what, act, uses_expect=uses_expect)
 
     def start_timer(self, spec: TimerSpec) -> None:
@@ -785,8 +798,8 @@ class Runtime:
                                       spec.span)
             from .ops import duration
             seconds = duration(fn(fr), spec.kind, spec.span, allow_zero=spec.kind == "after")
-        except EvtRuntimeError as e:
-            self.report(e, spec.what, spec.span)
+        except Exception as e:  # a runtime error, or an `exit` or assert in the interval
+            self.failure(e, spec.what, spec.span)
             return
         handle = TimerHandle(self, spec.kind, seconds, spec.body, spec.span, spec.what, act,
                              fresh=True, uses_expect=spec.uses_expect)
@@ -847,9 +860,9 @@ class Runtime:
         for slot, (fn, is_async) in inits:
             try:
                 self.globals[slot] = (await fn(fr)) if is_async else fn(fr)
-            except EvtRuntimeError as e:
+            except Exception as e:  # a runtime error, or an `exit` or assert in a function
                 name = next(n for n, i in self.global_slots.items() if i == slot)
-                self.report(e, f"the initial value of '{name}'", e.span)
+                self.failure(e, f"the initial value of '{name}'", getattr(e, "span", A.NOSPAN))
                 return False
         return True
 

@@ -281,12 +281,12 @@ def pairs(v: Any, span: Span) -> Any:
 
 def duration(v: Any, what: str, span: Span, allow_zero: bool = True) -> float:
     t = type(v)
-    if (t is not int and t is not float) or math.isnan(v):
+    if (t is not int and t is not float) or (t is float and math.isnan(v)):
         raise err(f"{what} needs a duration (seconds, e.g. 250ms or 2s), got {type_name(v)}",
                   span)
     if v < 0 or (v == 0 and not allow_zero):
         raise err(f"{what} needs a {'positive' if not allow_zero else 'non-negative'} "
                   f"duration, got {to_str(v)}", span)
-    if math.isinf(v):
+    if v > 1e9:  # inf, or an int too large for a float: "never", about 32 years
         return 1e9
     return float(v)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -350,11 +351,45 @@ def _json_problem(v: Any, depth: int = 0) -> str | None:
     return f"{a_type(v)} value has no JSON form"
 
 
+# A \u escape of a surrogate (D800-DFFF): json.loads pairs them, and keeps lone ones.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(v: Any) -> bool:
+    """Whether a parsed JSON value holds a lone surrogate anywhere (an iterative walk: the
+    value may be nested as deeply as the parser allowed)."""
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        t = type(x)
+        if t is str:
+            if _SURROGATE.search(x):
+                return True
+        elif t is list:
+            stack.extend(x)
+        elif t is dict:
+            stack.extend(x)
+            stack.extend(x.values())
+    return False
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads, refusing what is not Unicode: a lone surrogate escape ("\\ud800") would
+    make a string that can be neither printed nor sent. Raises ValueError, RecursionError."""
+    v = json.loads(text)
+    if type(v) is not bool and v is not None and type(v) not in (int, float):
+        probe = text if type(text) is str else text.decode("utf-8", "replace")
+        if _SURROGATE_ESCAPE.search(probe) and _lone_surrogate(v):
+            raise ValueError("a \\u escape of a lone surrogate is not a character")
+    return v
+
+
 def from_json(text: str | bytes) -> Any:
     """Parse JSON text. Raises ValueError with a readable message."""
     try:
-        return json.loads(text)
+        return parse_json(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except (UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"not JSON: {e}") from None

@@ -28,7 +28,7 @@ from . import config
 from .compiler import Layout, Scope
 from .errors import EvtRuntimeError
 from .transport import Closed, Limits, close_text
-from .values import escape_remote, to_json, to_str, type_name
+from .values import escape_remote, parse_json, to_json, to_str, type_name
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -68,7 +68,7 @@ def convert(msg: str | bytes, mode: str | None) -> Any:
     if mode == "binary":
         return msg if type(msg) is bytes else msg.encode("utf-8")
     try:
-        return json.loads(msg)
+        return parse_json(msg)
     except RecursionError:
         raise ValueError("message is not JSON (nested too deeply)") from None
     except ValueError as e:

@@ -421,3 +421,17 @@ def test_runtime_errors_show_no_python_traceback(tmp_path: Path, stmt: str) -> N
     assert f"{path}:3:" in r.err
     assert "runtime error" in r.err
     no_traceback(r.err)
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_an_escape(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+        on project start { print "h\\u{e9}llo \\u{1f600}"; print nope }
+    """)
+    r = run_cli(["run", str(path)], env={"PYTHONIOENCODING": "ascii"})
+    assert "Traceback" not in r.err
+    assert r.code == 3  # the check error, reported in ASCII too
+    path = write(tmp_path, """
+        on project start { print "h\\u{e9}llo \\u{1f600}" }
+    """)
+    r = run_cli(["run", str(path)], env={"PYTHONIOENCODING": "ascii"})
+    assert (r.code, r.out, r.err) == (0, "h\\xe9llo \\U0001f600\n", "")

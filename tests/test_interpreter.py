@@ -1456,3 +1456,97 @@ async def test_float_overflow_is_a_runtime_error(tmp_path: Path, expr: str) -> N
     assert r.code == 1
     assert "runtime error" in r.err
     no_traceback(r)
+
+
+# ================================================================ found in review
+
+
+async def test_for_pairs_over_range_is_a_runtime_error(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        on project start { for k, v in range(3) { print k } }
+        on project stop { print "went on" }
+    """)
+    no_traceback(r)
+    assert r.lines == ["went on"]
+    assert "'for a, b in xs' needs a map or a list of two-item lists, found an int" in r.err
+    assert r.code == 1
+
+
+async def test_for_over_range_takes_whole_floats_as_the_builtin_does(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        on project start {
+            for i in range(3.0) { print i }
+            print range(1, 3.0)
+            for i in range(1, 5, 0) { print i }
+        }
+    """)
+    no_traceback(r)
+    assert r.lines == ["0", "1", "2", "[1, 2]"]
+    assert "runtime error: range: step must not be 0" in r.err
+
+
+async def test_a_duration_too_large_for_a_float_means_never(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        on project start {
+            let t = after pow(10, 400) { print "must not run" }
+            cancel t
+            let u = every pow(10, 400) { print "must not run either" }
+            cancel u
+            print "ok"
+        }
+    """)
+    no_traceback(r)
+    assert (r.lines, r.code) == (["ok"], 0)
+
+
+async def test_exit_in_a_project_variable_initialiser(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        func f() { exit 3 }
+        let x = f()
+        on project start { print "must not run" }
+    """)
+    no_traceback(r)
+    assert (r.lines, r.code) == ([], 3)
+
+
+async def test_assert_in_a_project_variable_initialiser(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        func f() { assert false, "no" }
+        let x = f()
+    """)
+    no_traceback(r)
+    assert "assertion failed: no" in r.err
+    assert r.code == 1
+
+
+async def test_exit_in_a_top_level_timer_interval(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        func f() { exit 4 }
+        every f() { print "must not run" }
+    """)
+    no_traceback(r)
+    assert (r.lines, r.code) == ([], 4)
+
+
+async def test_exit_in_scene_stop_runs_it_once(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        scene a { on scene stop { print "a stop"; exit 2 } }
+        scene b { on scene start { print "must not start" } }
+        on project start { change scene a; change scene b }
+    """)
+    no_traceback(r)
+    assert (r.lines, r.code) == (["a stop"], 2)
+
+
+async def test_a_timer_started_after_its_scene_ended_never_runs(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        scene a {
+            let sv = "a"
+            on event go { wait 50ms; print "late"; every 5ms { print "zombie", sv } }
+        }
+        scene b { on scene start { print "b" } }
+        on project start { change scene a; after 1ms { change scene b }; emit go }
+    """)
+    no_traceback(r)
+    # the program ends by itself: a zombie timer would keep it alive until the timeout
+    assert (sorted(r.lines), r.code) == (["b", "late"], 0)

@@ -409,6 +409,17 @@ def test_json_parse_errors() -> None:
         "json_parse: argument 1 (s) must be a string or bytes, got int"
 
 
+def test_json_parse_refuses_lone_surrogates() -> None:
+    """A lone surrogate escape would make a string that can be neither printed nor sent."""
+    assert call("json_parse", '"\\ud83d\\ude00"') == "\U0001f600"
+    assert call("json_parse", '["\\u00e9", {"k": "\\uD7FF"}]') == ["\u00e9", {"k": "\ud7ff"}]
+    lone = "json_parse: not JSON: a \\u escape of a lone surrogate is not a character"
+    assert fails("json_parse", '"\\ud800"') == lone
+    assert fails("json_parse", '["a", {"k": "x\\uDC00"}]') == lone
+    assert fails("json_parse", '{"\\ude00": 1}') == lone
+    assert fails("json_parse", b'"\\udbff\\u0041"') == lone
+
+
 def test_json_parse_deep_nesting() -> None:
     assert fails("json_parse", "[" * 100000) == "json_parse: not JSON: nested too deeply"
     assert fails("json_parse", '{"a":' * 100000) == "json_parse: not JSON: nested too deeply"
