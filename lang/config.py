@@ -4,12 +4,16 @@ Rules of this module:
 - One table per role, the only place where a key is defined. The checker uses it to judge
   literal values before anything runs; the runtime uses it to judge the evaluated values.
 - A duration is a number of seconds (units are optional: `ping_interval = 20` is 20 seconds),
-  a size a whole number of bytes.
+  a size a whole number of bytes. A duration over 1e9 seconds (about 32 years, `pow(10, 400)`
+  too) means "never", as it does for timers: it is taken as 1e9 (`value_for`). A size over
+  2**62 bytes means "no limit" and is taken as 2**62.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +70,13 @@ _KIND_WORDS = {"string": "a string", "int": "an int", "duration": "a duration (s
                "size": "a size (bytes)", "bool": "a bool", "map": "a map", "list": "a list"}
 
 
+MAX_SECONDS = 1e9  # a longer duration means "never" (lang.ops.duration does the same)
+MAX_SIZE = 2 ** 62  # a larger size means "no limit" (zlib takes sizes as C integers)
+# RFC 9110 §5.1, §5.5: a header name is a token; a value printable ASCII, spaces and tabs
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
 def keys_for(role: str) -> dict[str, Key]:
     return CLIENT_KEYS if role == "connection" else SERVER_KEYS
 
@@ -95,8 +106,12 @@ def problem(role: str, key: str, value: Any) -> str | None:
     }[kind]
     if not ok:
         return f"'{key}' must be {_KIND_WORDS[kind]}, got {type_name(value)}"
+    if kind == "duration" and t is float and math.isnan(value):
+        return f"'{key}' must be a number of seconds, got nan"
     if kind in ("duration", "size", "int") and value < 0:
         return f"'{key}' cannot be negative"
+    if key == "ping_timeout" and value == 0:
+        return "'ping_timeout' must be more than 0 (ping_interval = 0 turns keep-alive off)"
     if key == "url":
         return _url_problem(value)
     if key == "listen":
@@ -106,12 +121,40 @@ def problem(role: str, key: str, value: Any) -> str | None:
     if key in ("subprotocols", "origins") and not all(
             type(x) is str or (key == "origins" and x is None) for x in value):
         return f"'{key}' must be a list of strings"
-    if key == "headers" and not all(type(k) is str and type(v) in (str, int, float)
-                                    for k, v in value.items()):
-        return "'headers' must map header names to strings"
+    if key == "headers":
+        return _headers_problem(value)
     if key == "max_queue" and value < 1:
         return "'max_queue' must be at least 1"
     return None
+
+
+def value_for(role: str, key: str, value: Any) -> Any:
+    """A value that passed `problem`, as the runtime uses it: durations over MAX_SECONDS
+    are MAX_SECONDS ("never"), sizes over MAX_SIZE are MAX_SIZE."""
+    kind = keys_for(role)[key].kind
+    if kind == "duration" and value is not None and value > MAX_SECONDS:
+        return MAX_SECONDS
+    if kind == "size" and value is not None and value > MAX_SIZE:
+        return MAX_SIZE
+    return value
+
+
+def _headers_problem(headers: dict) -> str | None:
+    for name, value in headers.items():
+        if type(name) is not str or type(value) not in (str, int, float):
+            return "'headers' must map header names to strings"
+        if not _TOKEN.fullmatch(name):
+            return (f"'headers': {_quoted(name)} is not a valid header name (letters, digits "
+                    f"and !#$%&'*+-.^_`|~, no spaces)")
+        if type(value) is str and not _HEADER_VALUE.fullmatch(value):
+            return (f"'headers': the value of {_quoted(name)} must be printable ASCII "
+                    f"(no line breaks or other control characters)")
+    return None
+
+
+def _quoted(text: str) -> str:
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    return repr(shown)
 
 
 def _url_problem(url: str) -> str | None:

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
+import h11
 from wsproto import ConnectionType, WSConnection, frame_protocol
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
@@ -131,6 +132,28 @@ class BoundedDeflate(PerMessageDeflate):
         self.limit = limit
         self._inflated = 0
 
+    def accept(self, offer: str) -> bool | str | None:
+        """The server's answer to one offer. An offer whose parameters wsproto cannot parse
+        (`server_max_window_bits=x`) is declined, as RFC 7692 §5 asks; so is any offer after
+        the one accepted (the first acceptable offer wins, and the state is that one's)."""
+        if self._enabled:
+            return None
+        flags = (self.client_no_context_takeover, self.server_no_context_takeover)
+        try:
+            return super().accept(offer)
+        except ValueError:
+            self.client_no_context_takeover, self.server_no_context_takeover = flags
+            return None
+
+    def finalize(self, offer: str) -> None:
+        """The client takes the server's answer; one it cannot parse fails the handshake
+        (RFC 7692 §5: the client must fail the connection)."""
+        try:
+            super().finalize(offer)
+        except ValueError:
+            raise RemoteProtocolError(f"bad permessage-deflate parameters {offer!r}",
+                                      event_hint=RejectConnection()) from None
+
     def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
         if not self._inbound_compressed or not self._inbound_is_compressible:
             return data
@@ -181,8 +204,8 @@ class WebSocket:
     __slots__ = ("__weakref__", "_broken", "_deadline", "_done", "_failed", "_flushing",
                  "_out_bytes", "_outbox", "_parts", "_pong", "_reader_id", "_reading",
                  "_received", "_size", "_writers", "_writing", "client", "closed", "conn",
-                 "limits", "messages_in", "on_failure", "on_frame", "out_limit", "peer",
-                 "spawn", "stream")
+                 "late_bytes", "limits", "messages_in", "on_failure", "on_frame", "out_limit",
+                 "pauses", "peer", "spawn", "stream", "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -215,6 +238,14 @@ class WebSocket:
         self._deadline: float | None = None
         self._reader_id: int | None = None
         self.messages_in = 0
+        # Backpressure is the message callback's: it holds the reader back while its queue
+        # is full. While it does, it sets `unpause` (what lets the reader go on) and counts
+        # the pause in `pauses`: keep-alive does not blame the peer for a pong we did not
+        # read, and close() lets the reader go on to read the peer's close frame. The
+        # callback counts in `late_bytes` what it took without pausing after our close frame.
+        self.unpause: Callable[[], None] | None = None
+        self.pauses = 0
+        self.late_bytes = 0
 
     # ------------------------------------------------------------ state
 
@@ -408,8 +439,11 @@ class WebSocket:
             t = type(ev)
             if t is TextMessage or t is BytesMessage:
                 chunk = ev.data
-                if conn.state is not _OPEN:
-                    continue  # after a close frame, data is ignored (RFC 6455 §5.5.1)
+                if conn.state is not _OPEN and (self._failed is not None
+                                                or self.closed is not None):
+                    continue  # we failed the connection: nothing more is processed (§7.1.7)
+                # after our close frame, what the peer sent before it saw it is still
+                # delivered: RFC 6455 §5.5.1 ends sending data, not receiving it
                 size = len(chunk) if t is BytesMessage or chunk.isascii() \
                     else len(chunk.encode("utf-8"))
                 self._size += size
@@ -454,7 +488,15 @@ class WebSocket:
             except LocalProtocolError:
                 reply = b""
             if reply:
-                await self._push(reply)
+                # bounded: another task may be stuck writing to a peer that stopped reading,
+                # and then our reply waits behind it
+                sent = False
+                with anyio.move_on_after(self.limits.close_timeout):
+                    await self._push(reply)
+                    sent = True
+                if not sent:
+                    await self._finish(clean=False)
+                    return
             await self._end_tcp()
         elif state is ConnectionState.CLOSED:  # the peer answered our close
             self._received = (int(ev.code), ev.reason or "")
@@ -549,6 +591,8 @@ class WebSocket:
                 frame = self.conn.send(CloseConnection(code=code, reason=reason))
             except LocalProtocolError:
                 frame = b""
+            if self.unpause is not None:
+                self.unpause()  # a reader held back by a full queue must read the answer
             if frame:
                 with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0)):
                     await self._push(frame)
@@ -602,15 +646,22 @@ class WebSocket:
     async def ping_round(self) -> bool:
         """One keep-alive ping. False when the connection is over: closed, or failed with
         1011 because no pong came within ping_timeout (the ping write counts: a peer that
-        stopped reading blocks it)."""
+        stopped reading blocks it). While the message callback holds the reader back (our
+        own backpressure) the pong cannot be read: a round whose ping went out but during
+        which reading paused does not count against the peer."""
         if self.closed is not None or self.conn.state is not _OPEN:
             return False
+        pauses = self.pauses
+        written = False
         self._pong = anyio.Event()
         with anyio.move_on_after(self.limits.ping_timeout) as scope:
             await self.ping(b"evt")
+            written = True
             await self._pong.wait()
         self._pong = None
         if scope.cancelled_caught and self.closed is None:
+            if written and (self.unpause is not None or self.pauses != pauses):
+                return self.conn.state is _OPEN  # our reading paused: try again later
             await self.fail(1011, f"no pong within {_seconds(self.limits.ping_timeout)}")
             return False
         return self.closed is None
@@ -721,6 +772,12 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
                 raise TransportError(f"TLS failed: {e.reason or e}") from None
             except OSError as e:
                 raise TransportError(_os_error(e)) from None
+            except anyio.EndOfStream:  # only the TLS handshake reads: the server hung up
+                raise TransportError("TLS failed: the server closed the connection during "
+                                     "the TLS handshake") from None
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                raise TransportError("TLS failed: the connection was reset during the TLS "
+                                     "handshake") from None
             try:
                 return await _client_handshake(stream, opts, host, port, secure, target, **hooks)
             except BaseException:
@@ -740,11 +797,16 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
     if ":" in host and not host.startswith("["):
         host_header = f"[{host}]" if port == default_port else f"[{host}]:{port}"
     extensions = [BoundedDeflate(opts.limits.max_message)] if opts.compression else []
-    extra = [(k, str(v)) for k, v in opts.headers.items()]
+    extra = [(k, str(v).strip(" \t")) for k, v in opts.headers.items()]
     request = Request(host=host_header, target=target, subprotocols=list(opts.subprotocols),
                       extensions=extensions, extra_headers=extra)
     try:
-        await stream.send(ws.send(request))
+        data = ws.send(request)
+    except (h11.LocalProtocolError, LocalProtocolError, UnicodeError) as e:
+        # h11 refused a header or the target (a computed url with a space, say)
+        raise TransportError(f"cannot make the handshake request: {e}") from None
+    try:
+        await stream.send(data)
     except _STREAM_ERRORS as e:
         raise TransportError(f"connection lost during the handshake ({e})") from None
     status: int | None = None

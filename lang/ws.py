@@ -127,7 +127,7 @@ class Endpoint:
             problem = config.problem(self.role, key, value)
             if problem:
                 raise EvtRuntimeError(f"{self.role} {self.name}: {problem}", span)
-            self.config[key] = value
+            self.config[key] = config.value_for(self.role, key, value)
 
     def report_error(self, message: str, peer: Any) -> None:
         """An `on websocket error` event; unhandled, it goes to stderr and fails the run."""
@@ -216,11 +216,32 @@ class Channel:
             finally:
                 self.inline = False
             return
-        while self.pending >= self.max_queue and not rt.shutting_down:
-            self._space = anyio.Event()
-            await self._space.wait()  # stop reading until handlers catch up
+        if self.pending >= self.max_queue:
+            await self._wait_for_space(msg)
         self.pending += 1
         source.post(lambda: self._queued(msg))
+
+    async def _wait_for_space(self, msg: str | bytes) -> None:
+        """Stop reading until handlers catch up (TCP backpressure). Once we have sent a
+        close frame, reading goes on, so that the peer's close frame is read: what the peer
+        sent before it saw ours is queued without a pause, up to max(1 MiB, max_message)
+        bytes (beyond that, close_timeout ends the wait)."""
+        rt = self.rt
+        ws = self.ws
+        while self.pending >= self.max_queue and not rt.shutting_down:
+            if ws is not None and ws.closed is None and not ws.open:
+                ws.late_bytes += len(msg)
+                if ws.late_bytes <= ws.out_limit:
+                    return
+            space = self._space = anyio.Event()
+            if ws is not None:
+                ws.unpause = space.set
+                ws.pauses += 1
+            try:
+                await space.wait()
+            finally:
+                if ws is not None:
+                    ws.unpause = None
 
     async def _queued(self, msg: str | bytes) -> None:
         try:
@@ -232,7 +253,11 @@ class Channel:
                 self._space = None
 
     async def dispatch_receive(self, msg: str | bytes) -> None:
+        """Run the receive handlers, project scope first. Once `exit` ran (or the shutdown
+        began) no more of them start, as in Runtime.dispatch."""
         rt = self.rt
+        if rt.exiting or rt.shutting_down:
+            return
         ep = self.endpoint
         key = ep.receive_key
         peer = self.peer_value
@@ -246,6 +271,8 @@ class Channel:
             await rt.run_handler(handlers[0], msg, peer)
             return
         for h in handlers:
+            if rt.exiting or rt.shutting_down:
+                return  # a handler before this one ran `exit`
             mode = h.mode
             if mode is None:
                 value = msg
@@ -357,8 +384,10 @@ class ClientEndpoint(Endpoint, Channel):
         Endpoint.__init__(self, rt, decl)
         Channel.__init__(self, self)
         self.state = "idle"  # idle connecting open reconnecting
-        self.wanted = False
-        self.scope: anyio.CancelScope | None = None
+        self.wanted = False  # the script wants it connected (between start and stop)
+        self._alive = False  # the task that connects is running
+        self._restart = False  # a start came while that task was winding down
+        self.scope: anyio.CancelScope | None = None  # while connecting or waiting to retry
 
     @property
     def label(self) -> str:
@@ -380,57 +409,86 @@ class ClientEndpoint(Endpoint, Channel):
         return self.wanted and (self.state == "connecting" or bool(self.config["reconnect"]))
 
     # ------------------------------------------------------------ start / stop
+    #
+    # One task (`_life`) per connection at a time: it connects, runs the session and
+    # reconnects while the script wants the connection. `stop` ends what it is doing; a
+    # `start` that comes while it is still winding down (the close handshake, the stop event)
+    # does not start a second one: it tells this one to connect again (`_restart`).
 
     async def evt_start(self, span: A.Span) -> None:
         if self.wanted:
             self.verbose("already started")
             return
         await self.evaluate_config()
+        if self.wanted:  # started meanwhile (the configuration may wait)
+            return
         self.max_queue = int(self.config["max_queue"])
         self.wanted = True
+        if self._alive:
+            self._restart = True
+            return
+        self._alive = True
         self.rt.hold()
         self.rt.spawn(self._life)
 
     async def evt_stop(self, span: A.Span) -> None:
         self.wanted = False
+        self._restart = False
+        if self.scope is not None:
+            self.scope.cancel()  # connecting, or waiting to reconnect
         ws = self.ws
         if ws is not None and ws.closed is None:
             await ws.close(1000, "")
-        elif self.scope is not None and self.state != "open":
-            self.scope.cancel()  # connecting, or waiting to reconnect
 
     async def _life(self) -> None:
-        """Connect, run the session, and reconnect with backoff while wanted."""
+        """Connect, run the session, and reconnect with backoff while wanted; connect again
+        at once after a stop when a start came meanwhile."""
         from .transport import TransportError, connect
 
-        cfg = self.config
-        delay = float(cfg["reconnect_min"])
+        delay = 0.0
+        self._restart = True
         try:
-            with anyio.CancelScope() as scope:
-                self.scope = scope
-                while self.wanted:
+            while self.wanted:
+                if self._restart:  # a (new) start: its configuration, no backoff
+                    self._restart = False
+                    delay = float(self.config["reconnect_min"])
+                cfg = self.config
+                ws = None
+                failure = None
+                with anyio.CancelScope() as scope:
+                    self.scope = scope
                     self.state = "connecting"
                     self.verbose(f"connecting to {self.url()}")
                     try:
                         ws = await connect(self._options(), on_failure=self._failure,
                                            on_frame=self.tracer(self.name))
                     except TransportError as e:
-                        self.report_error(f"{self.name}: {e} ({self.url()})", self)
-                        if not (cfg["reconnect"] and self.wanted):
-                            break
-                        delay = await self._backoff(delay)
+                        failure = e
+                self.scope = None
+                if ws is not None and (self._restart or not self.wanted):
+                    await ws.close(1000, "")  # stopped (and started again) as it connected
+                    continue
+                if ws is None:
+                    if failure is None:  # cancelled by `stop`
                         continue
+                    self.report_error(f"{self.name}: {failure} ({self.url()})", self)
+                else:
                     delay = float(cfg["reconnect_min"])
-                    closed = await self._session(ws)
-                    if not (cfg["reconnect"] and self.wanted):
-                        break
-                    if closed.code in (1000,) and closed.clean and not self.wanted:
-                        break
+                    await self._session(ws)
+                if self._restart:
+                    continue
+                if not (cfg["reconnect"] and self.wanted):
+                    break
+                with anyio.CancelScope() as scope:
+                    self.scope = scope
                     delay = await self._backoff(delay)
+                self.scope = None
         finally:
             self.scope = None
             self.state = "idle"
             self.wanted = False
+            self._restart = False
+            self._alive = False
             self.rt.release()
 
     async def _backoff(self, delay: float) -> float:
@@ -474,6 +532,7 @@ class ClientEndpoint(Endpoint, Channel):
     async def shutdown(self) -> None:
         ws = self.ws
         self.wanted = False
+        self._restart = False
         if ws is not None and ws.closed is None:
             await ws.close(1001, "")
 

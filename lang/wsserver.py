@@ -15,6 +15,7 @@ Rules of this module (beyond Incari, which has no server):
 from __future__ import annotations
 
 import ssl
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -134,6 +135,7 @@ class ServerEndpoint(Endpoint):
         self.admitted = 0
         self._tls: ssl.SSLContext | None = None
         self._opts: ServerOptions | None = None
+        self._handshakes: set[anyio.CancelScope] = set()  # clients still in their handshake
 
     def source_for_errors(self) -> Any:
         return self.source
@@ -187,7 +189,7 @@ class ServerEndpoint(Endpoint):
             async with anyio.create_task_group() as peers:
                 with scope:
                     async with listener:
-                        await listener.serve(self._client, task_group=peers)
+                        await listener.serve(partial(self._client, scope), task_group=peers)
         finally:
             if self.scope is scope:
                 self.scope = None
@@ -204,6 +206,8 @@ class ServerEndpoint(Endpoint):
         self.scope = None
         self.address = None
         scope.cancel()
+        for handshake in list(self._handshakes):
+            handshake.cancel()  # clients still in their handshake are dropped
         await self._close_peers(1001)
 
     async def _close_peers(self, code: int) -> None:
@@ -242,36 +246,25 @@ class ServerEndpoint(Endpoint):
         self.admitted += 1
         return None
 
-    async def _client(self, stream: anyio.abc.ByteStream) -> None:
-        """One client, from its handshake to its end. (One function, not a wrapper and an
-        inner one: each suspended frame costs memory for every idle connection.)"""
+    async def _client(self, listening: anyio.CancelScope, stream: anyio.abc.ByteStream
+                      ) -> None:
+        """One client, from its handshake to its end. `listening` is the scope of the
+        `start` that accepted it: once that server stopped, the handshake is refused. (One
+        function for the whole connection, and the handshake in one that returns: each
+        suspended frame costs memory for every idle connection.)"""
         admitted = False
 
         def admit() -> str | None:
             nonlocal admitted
+            if self.scope is not listening:  # stopped since the TCP connection came
+                return "server stopped"
             refusal = self._admit()
             admitted = refusal is None
             return refusal
 
         try:
-            try:
-                address = stream.extra(anyio.abc.SocketAttribute.remote_address)
-                remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) \
-                    else str(address)
-            except Exception:
-                remote = "?"
-            opts = self._options()
-            try:
-                if self._tls is not None:
-                    stream = await self._wrap_tls(stream, opts.handshake_timeout)
-                ws = await accept(stream, opts, remote, admit=admit,
-                                  on_frame=self.tracer(f"{self.name} {remote}"))
-            except Rejected as e:
-                self.verbose(f"refused {remote}: HTTP {e.status} ({e.reason})")
-                return
-            except TransportError as e:
-                self.verbose(f"dropped {remote}: {e}")
-                await _close_quietly(stream)
+            ws = await self._handshake(stream, listening, admit)
+            if ws is None:
                 return
             peer = PeerChannel(self, ws, self.next_id)
             self.next_id += 1
@@ -289,6 +282,47 @@ class ServerEndpoint(Endpoint):
         finally:
             if admitted:
                 self.admitted -= 1
+
+    async def _handshake(self, stream: anyio.abc.ByteStream, listening: anyio.CancelScope,
+                         admit: Any) -> WebSocket | None:
+        """TLS and the opening handshake; None when the client was refused or dropped (a
+        `stop` drops the clients still in their handshake)."""
+        try:
+            address = stream.extra(anyio.abc.SocketAttribute.remote_address)
+            remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) \
+                else str(address)
+        except Exception:
+            remote = "?"
+        if self.scope is not listening:
+            self.verbose(f"dropped {remote}: the server stopped")
+            await _close_quietly(stream)
+            return None
+        opts = self._options()
+        ws = None
+        with anyio.CancelScope() as handshake:
+            self._handshakes.add(handshake)
+            try:
+                if self._tls is not None:
+                    stream = await self._wrap_tls(stream, opts.handshake_timeout)
+                ws = await accept(stream, opts, remote, admit=admit,
+                                  on_frame=self.tracer(f"{self.name} {remote}"))
+            except Rejected as e:
+                self.verbose(f"refused {remote}: HTTP {e.status} ({e.reason})")
+                return None
+            except TransportError as e:
+                self.verbose(f"dropped {remote}: {e}")
+                await _close_quietly(stream)
+                return None
+            finally:
+                self._handshakes.discard(handshake)
+        if ws is None or self.scope is not listening:  # `stop` came during the handshake
+            self.verbose(f"dropped {remote}: the server stopped")
+            if ws is not None:
+                await ws.abort()
+            else:
+                await _close_quietly(stream)
+            return None
+        return ws
 
     async def _wrap_tls(self, stream: anyio.abc.ByteStream, timeout: float) -> Any:
         assert self._tls is not None

@@ -575,8 +575,9 @@ class RawServer:
     """A TCP listener that completes the WebSocket upgrade by hand and then only reads:
     it never answers a ping nor a close frame. It keeps what it read after the upgrade."""
 
-    def __init__(self, greeting: bytes = b"") -> None:
+    def __init__(self, greeting: bytes = b"", headers: bytes = b"") -> None:
         self.greeting = greeting  # frames written in the same send as the 101 response
+        self.headers = headers  # extra header lines of the 101 response, each with \r\n
         self.received = bytearray()
         self.eof = anyio.Event()
         self.port = 0
@@ -593,7 +594,7 @@ class RawServer:
                 key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
             await stream.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                               b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept +
-                              b"\r\n\r\n" + self.greeting)
+                              b"\r\n" + self.headers + b"\r\n" + self.greeting)
             self.received += rest
             try:
                 while True:
@@ -619,8 +620,8 @@ class RawServer:
 
 
 @asynccontextmanager
-async def raw_server(greeting: bytes = b"") -> AsyncIterator[RawServer]:
-    srv = RawServer(greeting)
+async def raw_server(greeting: bytes = b"", headers: bytes = b"") -> AsyncIterator[RawServer]:
+    srv = RawServer(greeting, headers)
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     srv.port = listener.extra(anyio.abc.SocketAttribute.local_port)
     async with anyio.create_task_group() as tg:
@@ -794,3 +795,220 @@ async def test_verbose_prints_the_lifecycle(tmp_path: Any) -> None:
     url = f"ws://127.0.0.1:{port}/"
     assert loud.err.splitlines() == [f"c: connecting to {url}", f"c: connected to {url}",
                                      "c: closed 1000 (OK)"]
+
+
+# ---------------------------------------------------------------- found in review
+
+
+@pytest.mark.parametrize("offer", ["permessage-deflate; server_max_window_bits=x",
+                                   "permessage-deflate; client_max_window_bits=99"])
+async def test_a_server_answering_bad_deflate_parameters_is_an_error_event(
+        tmp_path: Any, offer: str) -> None:
+    """wsproto int()s the parameters of the server's answer: a ValueError took the program
+    down (RFC 7692 §5: the client fails the connection)."""
+    async with raw_server(headers=f"Sec-WebSocket-Extensions: {offer}\r\n".encode()) as srv:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/"; compression = true }
+            on project start { start c }
+            on websocket start c { print "never" }
+            on websocket error c as E { print "error", E }
+        """, srv.port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [f"error c: bad handshake response: bad permessage-deflate parameters "
+                       f"{offer!r} (ws://127.0.0.1:{srv.port}/)"]
+
+
+@pytest.mark.parametrize("where", ["start", "receive"])
+@pytest.mark.parametrize("reconnect", [False, True])
+async def test_stop_then_start_makes_exactly_one_new_connection(
+        tmp_path: Any, reconnect: bool, where: str) -> None:
+    """`stop c` then `start c` at once: the second start was lost (reconnect = false), or a
+    second connecting task ran beside the first one (reconnect = true), leaving a
+    connection no `stop` could close. From `on websocket receive` the handler runs inside
+    the connection's reader, which still has the close handshake to finish."""
+    recorders: list[Recorder] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        rec = Recorder()
+        recorders.append(rec)
+        await ws.send("hello")
+        await rec.record(ws)
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c {
+                url = "ws://127.0.0.1:PORT/"
+                reconnect = RECONNECT
+                reconnect_min = 10ms
+                reconnect_max = 10ms
+            }
+            let starts = 0
+            on project start { start c }
+            on websocket start c {
+                starts = starts + 1
+                print "start", starts
+                if starts == 1 and WHERE == "start" {
+                    stop c
+                    start c
+                }
+                if starts == 2 {
+                    wait 200ms  # a second connecting task, if there were one, reconnects
+                    stop c
+                }
+            }
+            on websocket receive c as m {
+                if starts == 1 and WHERE == "receive" {
+                    stop c
+                    start c
+                }
+            }
+            on websocket stop c as C { print "stop", C.code, connected(c) }
+            on websocket error c as E { print "error", E }
+        """.replace("RECONNECT", str(reconnect).lower()).replace("WHERE", f'"{where}"'), port),
+            tmp_path=tmp_path, timeout=8)
+        with anyio.fail_after(T):
+            for rec in recorders:
+                await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["start 1", "stop 1000 false", "start 2", "stop 1000 false"]
+    assert [rec.close_code for rec in recorders] == [1000, 1000]
+
+
+@pytest.mark.parametrize("headers, problem", [
+    ('{"X-A": "é€"}', "the value of 'X-A' must be printable ASCII"),
+    ('{"X-A": "a\\r\\nX-Injected: 1"}', "the value of 'X-A' must be printable ASCII"),
+    ('{"X A": "1"}', "'X A' is not a valid header name"),
+])
+async def test_bad_header_names_and_values_are_refused_not_a_crash(
+        tmp_path: Any, headers: str, problem: str) -> None:
+    """h11 refused them while the handshake was being written: a traceback. A literal is a
+    check error; a computed one a runtime error of `start`, as for any key."""
+    port = free_port()
+    literal = await run_evt(script(f"""
+        connection c {{ url = "ws://127.0.0.1:PORT/"; headers = {headers} }}
+        on project start {{ start c }}
+    """, port), tmp_path=tmp_path)
+    assert literal.code == 3
+    assert problem in literal.err and "Traceback" not in literal.err
+    computed = await run_evt(script(f"""
+        let h = {headers}
+        connection c {{ url = "ws://127.0.0.1:PORT/"; headers = h }}
+        on project start {{
+            start c
+            print "went on"
+        }}
+        on websocket error c as E {{ print "error", E }}
+    """, port), tmp_path=tmp_path)
+    assert computed.code == 1
+    assert computed.lines == []
+    assert "runtime error: connection c: 'headers': " + problem in computed.err
+    assert "Traceback" not in computed.err
+
+
+async def test_a_url_that_cannot_be_sent_is_an_error_event(tmp_path: Any) -> None:
+    async with ws_server(echo) as port:
+        r = await run_evt(script("""
+            let path = "/a b"
+            connection c { url = "ws://127.0.0.1:PORT" + path }
+            on project start { start c }
+            on websocket error c as E { print "error", E }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [f"error c: cannot make the handshake request: Illegal target "
+                       f"characters (ws://127.0.0.1:{port}/a b)"]
+
+
+async def test_keepalive_does_not_fail_a_peer_while_our_handlers_hold_reading_back(
+        tmp_path: Any) -> None:
+    """With max_queue messages waiting, reading pauses (backpressure): the pongs are not
+    read, and keep-alive failed a healthy server with 1011."""
+    rec = Recorder()
+
+    async def handler(ws: ServerConnection) -> None:
+        for i in range(5):
+            await ws.send(str(i))
+        await rec.record(ws)
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c {
+                url = "ws://127.0.0.1:PORT/"
+                ping_interval = 50ms
+                ping_timeout = 50ms
+                max_queue = 1
+            }
+            on project start { start c }
+            on websocket receive c as m {
+                wait 250ms
+                print "got", m
+                if m == "4" { stop c }
+            }
+            on websocket error c as E { print "error", E }
+            on websocket stop c as C { print "stop", C.code }
+        """, port), tmp_path=tmp_path)
+        with anyio.fail_after(T):
+            await rec.closed.wait()
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got 0", "got 1", "got 2", "got 3", "got 4", "stop 1000"]
+    assert rec.close_code == 1000
+
+
+async def test_ping_timeout_zero_is_a_check_error(tmp_path: Any) -> None:
+    r = await run_evt("""
+        connection c { url = "ws://127.0.0.1:9/"; ping_timeout = 0 }
+        on project start { start c }
+    """, tmp_path=tmp_path)
+    assert r.code == 3
+    assert "'ping_timeout' must be more than 0 (ping_interval = 0 turns keep-alive off)" \
+        in r.err
+
+
+async def test_no_receive_handler_starts_after_exit(tmp_path: Any) -> None:
+    """Runtime.dispatch stops at `exit`; the receive path did not: the second handler ran,
+    and so did the handlers of the next message."""
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("one")
+        await ws.send("two")
+        await ws.wait_closed()
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket receive c as m {
+                print "got", m
+                exit 5
+            }
+            on websocket receive c as m { print "second handler", m }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (5, "")
+    assert r.lines == ["got one"]
+
+
+async def test_durations_too_large_for_a_float_mean_never(tmp_path: Any) -> None:
+    """A duration is an int or a float; pow(10, 400) made float() fail inside the task that
+    connects (a traceback). It means "never", as for `after`; a size that large, no limit."""
+    async with ws_server(echo, compression="deflate") as port:
+        r = await run_evt(script("""
+            let never = pow(10, 400)
+            connection c {
+                url = "ws://127.0.0.1:PORT/"
+                connect_timeout = never
+                ping_interval = never
+                ping_timeout = never
+                close_timeout = never
+                reconnect_min = never
+                reconnect_max = never
+                max_message = never
+                compression = true
+            }
+            on project start { start c }
+            on websocket start c { send c repeat("compressed ", 100) }
+            on websocket receive c as m {
+                print "got", len(m)
+                stop c
+            }
+            on websocket stop c as C { print "stop", C.code, C.clean }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got 1100", "stop 1000 true"]

@@ -806,6 +806,65 @@ async def test_slow_consumer_direct_send_memory_bounded(tmp_path: Path) -> None:
     srv.assert_clean_stderr()
 
 
+async def test_peer_that_stopped_reading_then_closes_is_dropped_within_close_timeout(
+        tmp_path: Path) -> None:
+    """Found in review: a peer that stopped reading (a send to it stuck) then sends a close
+    frame. Our close reply waited behind the stuck send without a limit, and keep-alive had
+    given up on a connection that was no longer open: the stop event never came and the
+    connection (its descriptor, its max_clients slot) was held for ever."""
+    source = """
+        server srv {
+            listen = "127.0.0.1:0"
+            max_clients = 1
+            close_timeout = 500ms
+            ping_interval = 200ms
+            ping_timeout = 60s  # a ping stuck behind the send does not end it either
+        }
+        let payload = repeat("x", 64 * 1024)
+        let sent = 0
+        on project start { start srv }
+        on websocket start srv from p {
+            print "start", p.id
+            if p.id == 1 {
+                while connected(p) {
+                    send p payload
+                    sent = sent + 1
+                }
+            }
+        }
+        every 100ms { print "sent", sent }
+        on websocket receive srv as m from p { send p m }
+        on websocket stop srv as c from p { print "stop", p.id, c.code, c.clean }
+    """
+    async with evt_process(tmp_path, source) as srv:
+        port = await srv.port()
+        stream, _, _ = await raw_handshake(port)  # reads nothing from now on
+        with anyio.fail_after(T):  # until the script's send loop has been stuck for 1 s
+            while True:
+                counts = [int(m[1]) for m in srv.out.lines(r"^sent (\d+)$")]
+                if len(counts) > 10 and counts[-1] > 0 and counts[-1] == counts[-11]:
+                    break
+                await srv.out.wait_for(r"^sent \d+$", count=len(counts) + 1)
+        started = time.monotonic()
+        await stream.send(client_frame(0x8, (1000).to_bytes(2, "big")))  # still not reading
+        stop = await srv.out.wait_for(r"^stop 1 (\d+) (\w+)$")
+        stop_after = time.monotonic() - started
+        async with client(await srv.url()) as ws:  # the max_clients slot is free again
+            await ws.send("hello")
+            echoed = await recv(ws) == "hello"
+        await stream.aclose()
+        exit_code, _ = await srv.terminate()
+
+    passed = stop[0].groups() == ("1000", "false") and echoed
+    report("peer that stopped reading, then sent a close frame (close_timeout 500ms)", 1,
+           int(passed), f"stop {stop[0][1]} {stop[0][2]} after {stop_after:.2f}s; its "
+           f"max_clients slot served another client after")
+    assert stop[0].groups() == ("1000", "false")  # its close frame came; our answer could not go
+    assert echoed
+    assert exit_code == 143
+    srv.assert_clean_stderr()
+
+
 async def test_slow_peer_among_fast_broadcast_memory_bounded(tmp_path: Path) -> None:
     source = """
         server srv {

@@ -1167,3 +1167,125 @@ async def test_peer_headers_include_host(tmp_path: Path) -> None:
             await closed_code(ws)
     assert run.result.code == 0, run.result.err
     assert host == f"127.0.0.1:{port}"
+
+
+# ---------------------------------------------------------------- found in review
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """A small masked frame, as a client sends it."""
+    key = b"\x01\x02\x03\x04"
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + \
+        bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def test_a_deflate_offer_with_bad_parameters_is_declined(tmp_path: Path) -> None:
+    """wsproto int()s the offer's parameters: `server_max_window_bits=x` was an internal
+    error (a traceback per client). RFC 7692 §5: decline such an offer; the next, valid, one
+    is taken."""
+    source = ECHO.replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\n compression = true')
+    async with serving(source, tmp_path) as run:
+        port = await run.port()
+        for offer, answer in [
+            ("permessage-deflate; server_max_window_bits=x", None),
+            ("permessage-deflate; client_max_window_bits=abc", None),
+            ("permessage-deflate; client_max_window_bits=abc, permessage-deflate",
+             "permessage-deflate"),
+        ]:
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(upgrade_request(
+                    extra=f"Sec-WebSocket-Extensions: {offer}\r\n").encode())
+                data = b""
+                with anyio.fail_after(T):
+                    while b"\r\n\r\n" not in data:
+                        data += await stream.receive()
+                head = data.decode("latin-1").lower()
+                assert head.startswith("http/1.1 101 "), head
+                extensions = re.search(r"(?m)^sec-websocket-extensions: *(.*?)\r$", head)
+                assert (extensions[1] if extensions else None) == answer, head
+                if answer is None:  # not compressed: the echo comes back as it went
+                    await stream.send(client_frame(0x1, b"hi"))
+                    with anyio.fail_after(T):
+                        assert await stream.receive() == b"\x81\x02hi"
+        async with client(await run.url()) as ws:
+            await ws.send("quit")
+            await closed_code(ws)
+    assert run.result.code == 0, run.result.err
+    assert run.result.err.count("listening on") == 1  # no internal error
+
+
+async def test_close_from_a_queued_handler_with_a_full_queue(tmp_path: Path) -> None:
+    """max_queue messages wait, so the reader is paused: it could not read the client's
+    answer to `close p`, which waited close_timeout and reported 1006, not clean. And what
+    the client sent before it saw our close frame was dropped; it is delivered."""
+    source = """
+        server srv {
+            listen = "127.0.0.1:0"
+            max_queue = 1
+            close_timeout = 5s
+        }
+        on project start { start srv }
+        on websocket receive srv as m from p {
+            print "got", m
+            if m == "0" {
+                wait 50ms  # the other messages arrive meanwhile: the queue is full
+                close p 1000, "bye"
+                print "close returned"
+            }
+        }
+        on websocket stop srv as C from p {
+            print "stop", C.code, C.clean
+            stop srv
+        }
+    """
+    async with serving(source, tmp_path) as run:
+        async with client(await run.url()) as ws:
+            for i in range(5):
+                await ws.send(str(i))
+            assert await closed_code(ws) == (1000, "bye")
+        res = await run.wait()
+    assert res.code == 0, res.err
+    assert res.lines == ["got 0", "close returned", "got 1", "got 2", "got 3", "got 4",
+                         "stop 1000 true"]
+
+
+async def test_stop_refuses_a_handshake_that_was_in_progress(tmp_path: Path) -> None:
+    """A TCP connection accepted before `stop srv` that finished its handshake afterwards
+    got 101, a start event, and counted in peers(srv)."""
+    source = """
+        server srv {
+            listen = "127.0.0.1:0"
+        }
+        on project start { start srv }
+        on websocket start srv from p { print "start", p.id }
+        on websocket receive srv as m from p {
+            if m == "stop" {
+                stop srv
+                print "stopped", len(peers(srv))
+            }
+        }
+    """
+    async with serving(source, tmp_path) as run:
+        port = await run.port()
+        late = await anyio.connect_tcp("127.0.0.1", port)
+        await late.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # not finished yet
+        # connections are accepted in order: once this one is open, `late` is accepted too
+        async with client(await run.url()) as ws:
+            await ws.send("stop")
+            assert (await closed_code(ws))[0] == 1001
+        await run.wait_output("stopped")
+        rest = upgrade_request().split("\r\n", 2)[2]  # the headers after Host
+        data = b""
+        with anyio.fail_after(T):
+            try:
+                await late.send(rest.encode())
+                while True:
+                    data += await late.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+        await late.aclose()
+        res = await run.wait()
+    assert not data.startswith(b"HTTP/1.1 101"), data  # dropped (or refused with 503)
+    assert data == b"" or data.startswith(b"HTTP/1.1 503 "), data
+    assert res.code == 0, res.err
+    assert res.lines == ["start 1", "stopped 0"]

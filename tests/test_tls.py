@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 import trustme
 from conftest import run_evt
@@ -155,3 +159,67 @@ async def test_compression_over_wss_with_a_large_message(ca: trustme.CA, tmp_pat
     assert "permessage-deflate" in seen["offer"]
     assert seen["extensions"] == [PerMessageDeflate]
     assert seen["sizes"] == [105000, 105000]
+
+
+# ---------------------------------------------------------------- found in review
+
+
+@asynccontextmanager
+async def tls_breaker(how: str) -> AsyncIterator[tuple[int, list[int]]]:
+    """A TCP listener that reads the start of the ClientHello, then ends the connection:
+    "eof" half-closes (the TLS handshake reads end of stream), "reset" resets it. Yields the
+    port and a list that counts the connections."""
+    seen: list[int] = []
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        seen.append(1)
+        async with stream:
+            await stream.receive()
+            if how == "reset":
+                sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            await stream.send_eof()
+            try:
+                while True:
+                    await stream.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        try:
+            yield port, seen
+        finally:
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("how, cause", [
+    ("eof", "the server closed the connection during the TLS handshake"),
+    ("reset", "the connection was reset during the TLS handshake"),
+])
+async def test_a_server_that_ends_the_tls_handshake_is_an_error_event(
+        tmp_path: Path, how: str, cause: str) -> None:
+    """anyio's TLS wrap raises EndOfStream / BrokenResourceError, which connect() did not
+    catch: a traceback and exit 1 instead of the error event (and the reconnect)."""
+    async with tls_breaker(how) as (port, seen):
+        r = await run_evt(script("""
+            connection c {
+                url = "wss://127.0.0.1:PORT/"
+                reconnect = true
+                reconnect_min = 200ms  # the error handler's stop comes well before
+                reconnect_max = 200ms
+            }
+            let errors = 0
+            on project start { start c }
+            on websocket error c as E {
+                errors = errors + 1
+                print "error", E
+                if errors == 2 { stop c }
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [f"error c: TLS failed: {cause} (wss://127.0.0.1:{port}/)"] * 2
+    assert len(seen) == 2

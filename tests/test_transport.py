@@ -863,3 +863,148 @@ async def test_frame_order_with_concurrent_senders_and_compression(role: str) ->
         seen.setdefault(who, []).append(int(i))
     assert seen == {who: list(range(per_sender)) for who in [*(f"s{k}" for k in range(senders)),
                                                             "q"]}
+
+
+# ---------------------------------------------------------------- found in review
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_answering_a_close_frame_is_bounded_when_a_write_is_stuck(role: str) -> None:
+    """The peer stopped reading, then sent a close frame: our reply waited, without a limit,
+    behind a write stuck on the full pipe, and keep-alive no longer pinged a connection that
+    was not open. close_timeout bounds it; TCP is then dropped."""
+    mine = limits(close_timeout=0.2)
+    if role == "client":
+        p = await connected(client_limits=mine, server_limits=limits(), buffer=1)
+    else:
+        p = await connected(client_limits=limits(), server_limits=mine, buffer=1)
+    ws, raw = p.end(role), Raw(p.other(role))
+    with anyio.fail_after(T):
+        async with anyio.create_task_group() as tg:
+            ws.spawn = tg.start_soon
+            for part in (b"x" * 1000, b"y" * 1000, b"z" * 1000):
+                assert ws.enqueue(part)  # the pipe holds one chunk: the flusher blocks
+            await raw.send(CloseConnection(code=1000, reason="done"))
+            closed = await ws.run(Collector())
+            tg.cancel_scope.cancel()
+    # the peer's close frame came; ours could not be written: not a clean close
+    assert closed == Closed(1000, "done", False)
+    assert ws.stream.closed
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_messages_sent_before_the_peer_saw_our_close_are_delivered(role: str) -> None:
+    """RFC 6455 §5.5.1 ends *sending* data after a close frame; what the peer sent before it
+    saw ours was dropped."""
+    p = await pair_for(role)
+    ws, raw = p.end(role), Raw(p.other(role))
+    got = Collector()
+    with anyio.fail_after(T):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.run, got)
+
+            async def closing() -> None:
+                await ws.close(1000, "bye")
+
+            tg.start_soon(closing)
+            ev = await raw.until(CloseConnection)  # our close frame is out...
+            assert (ev.code, ev.reason) == (1000, "bye")
+            # ...these crossed it (made by hand: the raw end's wsproto saw our close)
+            await raw.send_raw(raw_frame_for(role, 0x1, b"in flight"))
+            await raw.send_raw(raw_frame_for(role, 0x2, b"\x00too"))
+            await raw.send(ev.response())
+            if role == "client":
+                await raw.ws.stream.aclose()
+    assert got.items == ["in flight", b"\x00too"]
+    assert ws.closed == Closed(1000, "bye", True)  # wsproto's answer echoes the reason
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_nothing_is_delivered_after_we_failed_the_connection(role: str) -> None:
+    """RFC 6455 §7.1.7: once we fail the connection, what follows is not processed."""
+    p = await pair_for(role, max_message=10)
+    ws, raw = p.end(role), Raw(p.other(role))
+    got = Collector()
+    with anyio.fail_after(T):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.run, got)
+            await raw.send(TextMessage(data="x" * 100))  # over max_message: 1009
+            ev = await raw.until(CloseConnection)
+            assert ev.code == 1009
+            await raw.send_raw(raw_frame_for(role, 0x1, b"small"))
+            await raw.send(ev.response())
+            if role == "client":
+                await raw.ws.stream.aclose()
+    assert got.items == []
+    assert ws.closed is not None and ws.closed.code == 1009
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_close_lets_a_reader_held_back_by_backpressure_read_the_answer(role: str
+                                                                             ) -> None:
+    """The message callback holds the reader back (a full queue) and registers `unpause`;
+    close() calls it, so the reader reads on to the peer's close frame."""
+    p = await pair_for(role, close_timeout=T)
+    ws, raw = p.end(role), Raw(p.other(role))
+    held = anyio.Event()
+    seen: list[Any] = []
+
+    async def on_message(msg: str | bytes) -> None:
+        seen.append(msg)
+        if len(seen) == 1:  # hold the reader back until close() lets it go
+            go_on = anyio.Event()
+            ws.unpause = go_on.set
+            ws.pauses += 1
+            held.set()
+            await go_on.wait()
+            ws.unpause = None
+
+    with anyio.fail_after(T):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.run, on_message)
+            await raw.send(TextMessage(data="first"))
+            await held.wait()
+
+            async def answer() -> None:
+                ev = await raw.until(CloseConnection)
+                await raw.send_raw(raw_frame_for(role, 0x1, b"crossed"))
+                await raw.send(ev.response())
+                if role == "client":
+                    await raw.ws.stream.aclose()
+
+            tg.start_soon(answer)
+            closed = await ws.close(1000, "")
+    assert closed == Closed(1000, "", True)
+    assert seen == ["first", "crossed"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_a_missed_pong_while_reading_was_paused_does_not_fail(role: str) -> None:
+    """Keep-alive must not blame the peer for a pong we did not read because our own
+    backpressure held the reader back; once reading goes on, pongs count again."""
+    p = await pair_for(role, ping_interval=0.02, ping_timeout=0.05)
+    ws, other = p.end(role), p.other(role)
+    go_on = anyio.Event()
+    held = anyio.Event()
+    rounds: list[bool] = []
+
+    async def on_message(msg: str | bytes) -> None:
+        ws.unpause = go_on.set
+        ws.pauses += 1
+        held.set()
+        await go_on.wait()
+        ws.unpause = None
+
+    with anyio.fail_after(T):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ws.run, on_message)
+            tg.start_soon(other.run, Collector())
+            await other.send("hold the reader")
+            await held.wait()
+            rounds.append(await ws.ping_round())  # the pong cannot be read: not a failure
+            go_on.set()
+            rounds.append(await ws.ping_round())  # reading again: the pong comes
+            await ws.close()
+    assert rounds == [True, True]
+    assert p.failures[role] == []
+    assert ws.closed == Closed(1000, "", True)
