@@ -601,11 +601,13 @@ class Compiler:
                 return bool(await _ev(where[0], where[1], fr))
 
             found, msg = await rt.expect(fr[0], t, mode, matches, seconds, span)
-            fr[slot] = msg
             if found:
+                fr[slot] = msg
                 return None
+            fr[slot] = None
             if orelse is None:
-                raise EvtRuntimeError(msg_timeout(rt, t, seconds), span)
+                raise EvtRuntimeError(msg_timeout(rt, t, seconds) if msg is None
+                                      else f"expect on {rt.describe(t)}: {msg}", span)
             return await _ev(orelse[0], orelse[1], fr)
         return expect, True
 

@@ -338,7 +338,9 @@ class Channel:
                          matches: Callable[[Any], Awaitable[bool]], seconds: float,
                          span: A.Span) -> tuple[bool, Any]:
         """The next message since this handler's latest send to this channel (or since it
-        began) for which `matches` holds; (False, None) on timeout or when the channel ends."""
+        began) for which `matches` holds: (True, message); otherwise (False, why): None on
+        timeout, or the words for a channel that is not connected or ended meanwhile."""
+        was_open = self.expect_can_wait()
         since = inv.marks.get(self, inv.start_seq) if inv.marks else inv.start_seq
         if inv.taken is None:
             inv.taken = set()
@@ -358,7 +360,8 @@ class Channel:
                         taken.add(seq)
                         return True, value
                 if not self.expect_can_wait():
-                    return False, None
+                    return False, ("the connection closed before a matching message came"
+                                   if was_open else "not connected")
                 if self._arrived is None:
                     self._arrived = anyio.Event()
                 await self._arrived.wait()

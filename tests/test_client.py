@@ -390,6 +390,34 @@ async def test_expect_gives_up_when_the_connection_ends(tmp_path: Any) -> None:
     assert elapsed < 1.5
 
 
+
+async def test_expect_without_else_says_why_it_gave_up(tmp_path: Any) -> None:
+    """It said "timed out after 2s" when the connection was never started, or closed
+    while it waited: words that send the user looking at the wrong thing."""
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.close(4000, "bye")
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            connection never { url = "ws://127.0.0.1:PORT/" }
+            on project start {
+                start c
+                expect never as m within 2s
+            }
+            on websocket start c {
+                send c "x"
+                expect c as m within 2s
+            }
+        """, port), tmp_path=tmp_path)
+    assert r.code == 1
+    assert "runtime error: expect on never: not connected" in r.err
+    assert "runtime error: expect on c: the connection closed before a matching message " \
+        "came" in r.err
+    assert "timed out" not in r.err
+
+
 # ---------------------------------------------------------------- closing
 
 
