@@ -958,6 +958,10 @@ class Compiler:
         what = f"func {cell.name}"
 
         def frame_for(fr: list, values: list) -> list:
+            if n != cell.nparams:  # only in the REPL: redefined with another arity since
+                raise EvtRuntimeError(  # this call was compiled
+                    f"{cell.name}() takes {cell.nparams} argument"
+                    f"{'' if cell.nparams == 1 else 's'}, got {n} (it was redefined)", span)
             inv = fr[0]
             if inv.depth >= MAX_DEPTH:
                 raise EvtRuntimeError(

@@ -69,7 +69,13 @@ class EvtLexer(RegexLexer):
         "bytes_dq": [include("escape"), (r'"', String.Affix, "#pop"), (r'[^"\\]+', String)],
         "bytes_sq": [include("escape"), (r"'", String.Affix, "#pop"), (r"[^'\\]+", String)],
         "interp": [
+            (r"\{", Punctuation, "braces"),  # a map literal: its '}' does not end the ${
             (r"\}", String.Interpol, "#pop"),
+            include("root"),
+        ],
+        "braces": [
+            (r"\{", Punctuation, "#push"),
+            (r"\}", Punctuation, "#pop"),
             include("root"),
         ],
     }

@@ -12,12 +12,19 @@ Rules of this module:
 - Ctrl-C cancels the line being typed or the statement running, never the session; Ctrl-D
   (or EOF, or :quit) leaves with the normal shutdown.
 - When stdin is not a terminal: no banner, no prompt, values on stdout, diagnostics on
-  stderr, and the session goes on after an error, so it can be scripted and tested.
+  stderr, and the session goes on after an error, so it can be scripted and tested. Every
+  line of input has its number (<repl>:LINE:COL), blank lines and commands too.
+- What the checker refuses changes nothing: the names of an input are committed only when
+  the whole input is accepted.
+- The exit code: `exit N`'s, else 1 when anything in the session failed (a syntax, check or
+  runtime error, a failed assert), else 0.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import re
 import signal
 import sys
 import threading
@@ -32,10 +39,10 @@ from prompt_toolkit.completion import Completer, Completion
 from . import ast as A
 from .checker import Checker, Symbols
 from .compiler import Layout, Scope
-from .errors import SOURCES, EvtSyntaxError, EvtUsageError
-from .interpreter import Installed, Runtime
+from .errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError, quote_source
+from .interpreter import Installed, Runtime, SceneInfo
 from .parser import parse_repl
-from .runtime import Inv
+from .runtime import AssertFailed, Inv
 from .values import to_repr
 
 SOURCE = "<repl>"
@@ -67,6 +74,11 @@ class Repl:
     def err(self, text: str) -> None:
         self.rt.diag(text)
 
+    def error(self, text: str) -> None:
+        """A diagnostic for something that failed: the session goes on, its exit code is 1."""
+        self.rt.failed = True
+        self.err(text)
+
     # ------------------------------------------------------------ the session
 
     async def session(self) -> None:
@@ -84,24 +96,32 @@ class Repl:
 
     async def _sigint(self) -> None:
         """At the prompt the terminal is raw and Ctrl-C is a key; while a statement runs it
-        is a signal, which cancels that statement."""
+        is a signal, which cancels that statement. SIGTERM ends the session with the normal
+        shutdown (exit code 143), as it ends `evt run`."""
         try:
-            receiver = anyio.open_signal_receiver(signal.SIGINT)
+            receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
         except (NotImplementedError, RuntimeError, ValueError):
             return
         with receiver as signals:
-            async for _ in signals:
-                if self.running is not None:
+            async for signum in signals:
+                if signum == signal.SIGTERM:
+                    rt = self.rt
+                    if rt.signal_code is None:
+                        rt.signal_code = 143
+                    rt.done.set()
+                elif self.running is not None:
                     self.running.cancel()
 
     async def _piped(self) -> None:
-        send, receive = anyio.create_memory_object_stream[str | None](16)
+        send, receive = anyio.create_memory_object_stream[str | NotUtf8 | None](16)
         token = anyio.lowlevel.current_token()
 
         def reader() -> None:
+            stream: Any = getattr(sys.stdin, "buffer", None)
             try:
-                for line in sys.stdin:
-                    anyio.from_thread.run(send.send, line.rstrip("\n"), token=token)
+                for raw in stream if stream is not None else sys.stdin:
+                    line = decode_line(raw)
+                    anyio.from_thread.run(send.send, line, token=token)
             except Exception:
                 pass
             try:
@@ -114,6 +134,9 @@ class Repl:
             async for line in receive:
                 if line is None:
                     break
+                if isinstance(line, NotUtf8):
+                    self.not_utf8(line)
+                    continue
                 if not await self.feed(line):
                     break
         if self.buffer:  # EOF inside an unfinished input: report what is wrong with it
@@ -158,10 +181,9 @@ class Repl:
     async def feed(self, line: str) -> bool:
         """Take one line; run the input when it is complete. False: leave the session."""
         stripped = line.strip()
-        if not self.buffer and stripped.startswith(":"):
-            return await self.command(stripped)
-        if not self.buffer and not stripped:
-            return True
+        if not self.buffer and (not stripped or stripped.startswith(":")):
+            SOURCES.extend(SOURCE, line)  # every line has its number, these too
+            return await self.command(stripped) if stripped else True
         self.buffer.append(line)
         return await self._complete("\n".join(self.buffer), final=False)
 
@@ -172,19 +194,44 @@ class Repl:
         except EvtSyntaxError as e:
             if e.incomplete and not final:
                 return True  # ask for another line
+            if not final and dangling_else_unfinished(text):
+                return True  # read the whole `else` block, to refuse it as one input
             self.buffer = []
             SOURCES.extend(SOURCE, text)
-            self.err(e.format())
+            self.error(e.format())
+            if ELSE_START.match(text):
+                self.err("note: an input runs as soon as it is complete, so at the prompt "
+                         "'else' goes on the line of the '}': `} else {`")
             return True
         self.buffer = []
         SOURCES.extend(SOURCE, text)
         return await self.execute(nodes)
 
+    def not_utf8(self, line: NotUtf8) -> None:
+        """A line of piped input that is not UTF-8: an error (as a script file that is not
+        UTF-8 is), and the end of the unfinished input it was part of."""
+        if self.buffer:  # the lines before it keep their numbers
+            SOURCES.extend(SOURCE, "\n".join(self.buffer))
+            self.buffer = []
+        number = SOURCES.extend(SOURCE, line.text)
+        span = A.Span(SOURCE, number, line.col)
+        self.error(Diagnostic(span, "this line is not UTF-8 text (bad byte here)").format())
+
+    def check(self, nodes: list[A.Node]) -> tuple[list[Diagnostic], Symbols]:
+        """Check an input against what the session declared so far. The names it declares
+        go into a copy, which the caller keeps only when the input is accepted: a refused
+        `let` or `func` must not leave a name behind that nothing at run time backs."""
+        trial = copy.deepcopy(self.symbols)
+        return Checker(self.builtins, trial, repl=True).check(nodes), trial
+
     async def execute(self, nodes: list[A.Node]) -> bool:
         try:
             return await self._execute(nodes)
         except RecursionError:
-            self.err("<repl>: error: this input is nested too deeply to compile; split it up")
+            self.error("<repl>: error: this input is nested too deeply to compile; split it up")
+            return True
+        except EvtError as e:  # a compile-time problem the checker did not foresee
+            self.error(e.format())
             return True
 
     async def _execute(self, nodes: list[A.Node]) -> bool:
@@ -192,12 +239,13 @@ class Repl:
         stmts = [n for n in nodes if isinstance(n, A.Stmt)]
         for imp in (n for n in nodes if isinstance(n, A.Import)):
             await self.load(imp.path)
-        problems = Checker(self.builtins, self.symbols, repl=True).check([*decls, *stmts])
+        problems, symbols = self.check([*decls, *stmts])
         if problems:
-            self.err("".join(d.format() for d in problems))
+            self.error("".join(d.format() for d in problems))
             return True
+        self.symbols = symbols
         if decls:
-            installed = self.rt.install_decls(decls)
+            installed = await self.install(decls)
             self._notes(installed)
         if stmts:
             return await self.run_statements(stmts)
@@ -206,6 +254,32 @@ class Repl:
     def _notes(self, installed: Installed) -> None:
         for note in installed.notes:
             self.err(f"note: {note}")
+
+    async def install(self, decls: list[A.Node]) -> Installed:
+        """Install checked declarations. What a redeclaration replaces is dealt with first:
+        a connection or server redeclared in the other role is stopped (else it would go on
+        running, unreachable, and never be closed); a scene gets a fresh definition, so the
+        current activation keeps the one its variables and timers were made for until the
+        scene is entered again."""
+        rt = self.rt
+        for d in decls:
+            if isinstance(d, A.Connection | A.Server):
+                role = "connection" if isinstance(d, A.Connection) else "server"
+                old = rt.endpoints.get(d.name)
+                if old is not None and old.role != role:
+                    with anyio.CancelScope() as scope:  # Ctrl-C gives up waiting
+                        self.running = scope
+                        try:
+                            await old.evt_stop(d.span)
+                        except Exception as e:
+                            self.err(f"note: stopping {old.role} {d.name}: {e}")
+                        finally:
+                            self.running = None
+                    del rt.endpoints[d.name]
+                    self.err(f"note: {old.role} {d.name} stopped and replaced by a {role}")
+            elif isinstance(d, A.Scene) and d.name in rt.scenes:
+                rt.scenes[d.name] = SceneInfo(d.name)
+        return rt.install_decls(decls)
 
     async def run_statements(self, stmts: list[A.Stmt]) -> bool:
         rt = self.rt
@@ -218,7 +292,15 @@ class Repl:
             self.running = scope_
             rt.expect_active += 1  # an input may `expect`: connections keep their log
             try:
-                await rt.run_body((fn, is_async), fr, "repl input", span)
+                if is_async:
+                    await fn(fr)
+                else:
+                    fn(fr)
+            except AssertFailed as e:  # reported; unlike a script's, the session goes on
+                message = f": {e.message}" if e.message else ""
+                self.error(f"{e.span}: assertion failed{message}\n{quote_source(e.span)}")
+            except Exception as e:
+                rt.failure(e, "repl input", span)
             finally:
                 rt.expect_active -= 1
                 self.running = None
@@ -240,12 +322,19 @@ class Repl:
             self.out(self.conns_text())
         elif word == ":load":
             if not arg.strip():
-                self.err("usage: :load FILE")
+                self.command_error("usage: :load FILE")
             else:
                 await self.load(arg.strip())
         else:
-            self.err(f"unknown command {word}; :help lists the commands")
+            self.command_error(f"unknown command {word}; :help lists the commands")
         return True
+
+    def command_error(self, message: str) -> None:
+        """A bad command, named by its line (the line just added to the source)."""
+        number = SOURCES.next_line(SOURCE) - 1
+        text = SOURCES.line(SOURCE, number) or ""
+        col = len(text) - len(text.lstrip()) + 1
+        self.error(Diagnostic(A.Span(SOURCE, number, col), message).format())
 
     async def load(self, path: str) -> None:
         """Load a script: its declarations join the session, its project variables are set,
@@ -255,17 +344,20 @@ class Repl:
         rt = self.rt
         try:
             decls, problems = load(path)
-        except EvtUsageError as e:
-            self.err(e.format())
+        except (EvtUsageError, EvtSyntaxError) as e:
+            self.error(e.format())
             return
-        except EvtSyntaxError as e:
-            self.err(e.format())
-            return
-        problems += Checker(self.builtins, self.symbols, repl=True).check(decls)
+        found, symbols = self.check(decls)
+        problems += found
         if problems:
-            self.err("".join(d.format() for d in problems))
+            self.error("".join(d.format() for d in problems))
             return
-        installed = rt.install_decls(decls)
+        self.symbols = symbols
+        try:
+            installed = await self.install(decls)
+        except EvtError as e:
+            self.error(e.format())
+            return
         self._notes(installed)
         if not await rt.initialise(installed.inits):
             return
@@ -311,6 +403,47 @@ class Repl:
                 n = len(ep.evt_peers())
                 lines.append(f"{name}: server, {state}, {n} peer{'s' if n != 1 else ''}")
         return "\n".join(lines) if lines else "(no connections or servers)"
+
+
+ELSE_START = re.compile(r"\s*else\b")
+
+
+def dangling_else_unfinished(text: str) -> bool:
+    """Whether `text`, an input that starts with an `else` (which at the prompt cannot
+    continue the `if` before it: that one already ran), has its block still open. Then the
+    whole block is read and refused as one input, rather than its lines running one by one
+    as if they were not in an `else` at all."""
+    m = ELSE_START.match(text)
+    if m is None:
+        return False
+    rest = text[m.end():]
+    probe = rest if re.match(r"\s*if\b", rest) else "if true" + rest
+    try:
+        parse_repl(probe, "<probe>")
+    except EvtSyntaxError as e:
+        return e.incomplete
+    return False
+
+
+class NotUtf8:
+    """A line of piped input that is not UTF-8: its text (bad bytes replaced) and the
+    column of the first bad byte."""
+
+    def __init__(self, text: str, col: int) -> None:
+        self.text = text
+        self.col = col
+
+
+def decode_line(raw: bytes | str) -> str | NotUtf8:
+    """One line of piped input, without its newline, decoded strictly as UTF-8."""
+    if isinstance(raw, str):
+        return raw.rstrip("\n")
+    raw = raw.rstrip(b"\n")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        col = len(raw[: e.start].decode("utf-8", "replace")) + 1
+        return NotUtf8(raw.decode("utf-8", "replace"), col)
 
 
 def history_path() -> Path:

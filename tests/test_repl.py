@@ -229,3 +229,148 @@ def test_the_evt_lexer_is_a_pygments_plugin() -> None:
     tokens = list(lexer.get_tokens('on project start { print "n=${1 + 2}", 250ms }'))
     assert (Keyword, "on") in tokens and (Keyword, "print") in tokens
     assert (String.Interpol, "${") in tokens and (Number, "250ms") in tokens
+
+
+# ---------------------------------------------------------------- review fixes
+
+
+def test_a_rejected_declaration_leaves_no_name_behind(tmp_path: Path) -> None:
+    """A declaration the checker refuses declares nothing: a later use is a check error,
+    not a Python traceback, and a refused redefinition keeps the function's old arity."""
+    write(tmp_path, "let u = unknown_name\n", "bad.evt")
+    r = repl("let q = nope\nq = 2\nq\nfunc h() { return 1 }\nfunc h(a) { return zz }\n"
+             "h()\n:load bad.evt\nu\nprint \"alive\"\n", cwd=tmp_path)
+    assert "Traceback" not in r.err
+    assert r.lines == ["1", "alive"]
+    assert "<repl>:2:1: error: 'q' is not declared" in r.err
+    assert "<repl>:3:1: error: unknown name 'q'" in r.err
+    assert "<repl>:8:1: error: unknown name 'u'" in r.err
+
+
+def test_a_failed_assert_at_the_prompt_does_not_end_the_session() -> None:
+    r = repl('assert 1 == 2, "msg"\nprint "alive"\n')
+    assert "<repl>:1:1: assertion failed: msg" in r.err
+    assert r.lines == ["alive"]
+    assert r.code == 1  # the session had an error
+
+
+def test_redefining_the_current_scene_takes_effect_when_it_is_next_entered() -> None:
+    r = repl('scene s { let v = 1\n on event e { print "old", v } }\nchange scene s\n'
+             'scene s { let a = 10\n let b = 20\n on event e { print "new", a, b } }\n'
+             "emit e\n:vars\nchange scene s\nemit e\n:vars\n")
+    assert "Traceback" not in r.err and "internal error" not in r.err
+    assert "note: scene s redefined (used when it is next entered)" in r.err
+    assert r.lines == ["old 1", "args = []", "scene s:", "  v = 1",
+                       "new 10 20", "args = []", "scene s:", "  a = 10", "  b = 20"]
+
+
+def test_a_connection_or_server_redeclared_in_the_other_role_stops_the_old_one() -> None:
+    r = repl('server srv { listen = "127.0.0.1:0" }\nstart srv\n'
+             'connection c { url = "ws://${address(srv)}/" }\nstart c\n'
+             "while not connected(c) { wait 10ms }\n"
+             "while len(peers(srv)) == 0 { wait 10ms }\n"
+             'server c { listen = "127.0.0.1:0" }\n'
+             "while len(peers(srv)) > 0 { wait 10ms }\n"  # the old connection closed
+             'print "old connection gone"\n'
+             'connection k { url = "ws://${address(srv)}/" }\nstart k\n'
+             "while not connected(k) { wait 10ms }\n"
+             'connection srv { url = "ws://127.0.0.1:9/" }\n'
+             "while connected(k) { wait 10ms }\n"  # the old server closed its peers
+             'print "old server gone"\n:conns\n')
+    assert "Traceback" not in r.err
+    assert "note: connection c stopped and replaced by a server" in r.err
+    assert "note: server srv stopped and replaced by a connection" in r.err
+    assert "old connection gone" in r.lines and "old server gone" in r.lines
+    assert "srv: connection, idle ws://127.0.0.1:9/" in r.lines or \
+        "srv: connection, idle" in r.lines
+
+
+def test_sigterm_runs_the_shutdown() -> None:
+    import signal
+    import subprocess
+
+    from conftest import ENV_FOR_CLI
+
+    proc = subprocess.Popen([sys.executable, "-m", "lang", "repl"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(ENV_FOR_CLI))
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write('on project stop { print "stopping" }\nprint "ready"\n')
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "ready\n"  # the session is running
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopping" in out, err
+    assert proc.returncode == 143
+
+
+def test_a_line_that_is_not_utf8_is_an_error_not_a_broken_string() -> None:
+    import subprocess
+
+    from conftest import ENV_FOR_CLI
+
+    proc = subprocess.run([sys.executable, "-m", "lang", "repl"],
+                          input=b'"a\xffb"\nlet s = [\n"\xfe",\n]\n"ok"\n',
+                          capture_output=True, env=dict(ENV_FOR_CLI), timeout=30)
+    out, err = proc.stdout.decode(), proc.stderr.decode()
+    assert out.splitlines() == ['"ok"']
+    assert "<repl>:1:3: error: this line is not UTF-8 text" in err
+    assert "<repl>:3:2: error: this line is not UTF-8 text" in err
+    assert "Traceback" not in err
+    assert proc.returncode == 1
+
+
+def test_every_line_of_input_counts_in_diagnostics() -> None:
+    """Blank lines, comments and commands have line numbers too: <repl>:LINE is the line
+    of the input (of the piped file)."""
+    r = repl("1\n\n:vars\n# a comment\nfoo\n:nope\n")
+    assert "<repl>:5:1: error: unknown name 'foo'" in r.err
+    assert "<repl>:6:1: error: unknown command :nope; :help lists the commands" in r.err
+
+
+def test_the_exit_code_says_whether_the_session_had_an_error() -> None:
+    assert repl('print "fine"\n').code == 0
+    assert repl("let z = )\n").code == 1  # a syntax error
+    assert repl("nope\n").code == 1  # a check error
+    assert repl("print 1 / 0\n").code == 1  # a runtime error
+    assert repl(":nonsense\n").code == 1
+    assert repl("exit 3\n").code == 3
+
+
+def test_the_lexer_keeps_a_map_literal_inside_an_interpolation_in_the_interpolation() -> None:
+    from pygments.lexers import get_lexer_by_name
+    from pygments.token import Name, Punctuation, String
+
+    tokens = list(get_lexer_by_name("evt").get_tokens('print "a ${ {k: 1}.k } b"'))
+    assert (Punctuation, "}") in tokens and (Name, "k") in tokens
+    assert (String.Interpol, "}") in tokens
+    assert (String.Double, " b") in tokens  # the string goes on after the interpolation
+    assert (String.Double, ".k } b") not in tokens
+
+
+def test_an_else_on_the_line_after_the_brace_is_refused_whole() -> None:
+    """At the prompt an input runs when it is complete, so an `else` on the next line
+    cannot join its `if`: the error names it, and its block does not run line by line."""
+    r = repl('if false {\n  print 1\n}\nelse {\n  print "else ran"\n}\n'
+             'if false { print 1 }\nelse if true {\n  print "else if ran"\n}\n'
+             'if false { print 1 } else { print "same line" }\n')
+    assert r.lines == ["same line"]
+    assert "<repl>:4:1: error:" in r.err and "<repl>:8:1: error:" in r.err
+    assert "at the prompt 'else' goes on the line of the '}'" in r.err
+    assert "no matching opening bracket" not in r.err
+
+
+def test_a_function_redefined_with_another_arity_fails_its_old_call_sites_clearly() -> None:
+    """A handler compiled against `f(a)` called the new `f(a, b)` with b null: the error
+    came from inside f ("cannot add int and null"), far from the cause."""
+    r = repl("func f(a) { return a }\non event e { print f(1) }\n"
+             "func f(a, b) { return a + b }\nemit e\nprint f(1, 2)\n")
+    assert r.lines == ["3"]
+    assert "<repl>:2:20: runtime error: f() takes 2 arguments, got 1 (it was redefined)" \
+        in r.err
+    assert "null" not in r.err
