@@ -42,7 +42,7 @@ from .compiler import (
 )
 from .errors import EvtRuntimeError, Frame
 from .runtime import MAX_DEPTH, AssertFailed, ExitRequest, FuncCell, Inv, raise_recursion_limit
-from .values import equals, escape_remote, to_repr, to_str, type_name
+from .values import equals, escape_remote, os_text, to_repr, to_str, type_name
 
 _WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket error": "error",
              "websocket receive": "receive"}
@@ -317,7 +317,7 @@ class Runtime:
         self.tg: anyio.abc.TaskGroup | None = None
         self._keepalive: Any = None
         self.compiler = Compiler(self, builtins)
-        self.declare_global("args", list(args or []))
+        self.declare_global("args", [os_text(a) for a in args or []])
 
     # ------------------------------------------------------------ output
 
@@ -536,12 +536,18 @@ class Runtime:
 
     def _update_inline(self) -> None:
         """A connection's messages may run their handlers inside its reader task only when no
-        receive handler for it (in any scene) can wait for long."""
-        for name, ep in self.endpoints.items():
-            key = ("ws", "receive", name)
+        receive handler for it (in any scene) can wait for long, nor, when one of them reads
+        JSON, an error handler (a message that is not JSON runs the error event in place)."""
+        def of(key: tuple) -> list[Handler]:
             handlers = list(self.handlers.get(key, ()))
             for info in self.scenes.values():
                 handlers += info.handlers.get(key, [])
+            return handlers
+
+        for name, ep in self.endpoints.items():
+            handlers = of(("ws", "receive", name))
+            if any(h.mode == "json" for h in handlers):
+                handlers += of(("ws", "error", name))
             ep.inline_ok = not self.repl and not any(h.blocks for h in handlers)
 
     def _update_watched(self) -> None:

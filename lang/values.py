@@ -284,6 +284,16 @@ def contains(container: Any, item: Any) -> bool:
     raise EvtRuntimeError(f"'in' needs a string, list, map or bytes on the right, got {type_name(container)}")
 
 
+def os_text(s: str) -> str:
+    """A string from the operating system (argv, the environment) with the bytes that were
+    not UTF-8 as U+FFFD, as Node reads them: Python keeps them as lone surrogates, which no
+    string operation, print or send can take."""
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a byte
+        return s.encode("utf-8", "replace").decode("utf-8")
+
+
 # ---------------------------------------------------------------- JSON
 
 def to_json(v: Any, pretty: bool = False) -> str:
@@ -317,13 +327,45 @@ def _json_size(v: Any) -> None:
         x = stack.pop()
         left -= len(x)
         if left < 0:
-            raise EvtRuntimeError("cannot convert to JSON: the value is too large (more than "
-                                  "10 million elements)")
+            raise EvtRuntimeError(_endless(v, "the value is too large (more than 10 million "
+                                              "elements)"))
         for y in (x if type(x) is list else x.values()):
             if type(y) is list or type(y) is dict:
                 if len(stack) > 10_000:
-                    raise EvtRuntimeError("cannot convert to JSON: nested too deeply")
+                    raise EvtRuntimeError(_endless(v, "nested too deeply"))
                 stack.append(y)
+
+
+def _endless(v: Any, otherwise: str) -> str:
+    what = "a list or map is inside itself" if holds_itself(v) else otherwise
+    return f"cannot convert to JSON: {what}"
+
+
+def holds_itself(v: Any) -> bool:
+    """Whether a list or map is inside itself (an iterative depth-first walk, each container
+    visited once: shared parts cost nothing more)."""
+    if type(v) is not list and type(v) is not dict:
+        return False
+    done: set[int] = set()
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(v, False)]
+    while stack:
+        x, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(x))
+            done.add(id(x))
+            continue
+        if id(x) in done:
+            continue
+        on_path.add(id(x))
+        stack.append((x, True))
+        for y in (x if type(x) is list else x.values()):
+            if type(y) is list or type(y) is dict:
+                if id(y) in on_path:
+                    return True
+                if id(y) not in done:
+                    stack.append((y, False))
+    return False
 
 
 def _json_problem(v: Any, depth: int = 0) -> str | None:
@@ -342,6 +384,8 @@ def _json_problem(v: Any, depth: int = 0) -> str | None:
         for k, x in v.items():
             if type(k) not in (str, int, float, bool) and k is not None:
                 return f"a map key of type {type_name(k)}"
+            if type(k) is float and not math.isfinite(k):
+                return f"a map key {format_float(k)} has no JSON form"
             p = _json_problem(x, depth + 1)
             if p:
                 return p
@@ -374,22 +418,63 @@ def _lone_surrogate(v: Any) -> bool:
     return False
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no nan or infinity)")
+
+
+# Decided: NaN, Infinity and -Infinity are refused, as JavaScript's JSON.parse does (Python's
+# json takes them); a number too large for a float (1e999) is inf, as there.
+_JSON_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def parse_json(text: str | bytes) -> Any:
-    """json.loads, refusing what is not Unicode: a lone surrogate escape ("\\ud800") would
-    make a string that can be neither printed nor sent. Raises ValueError, RecursionError."""
-    v = json.loads(text)
+    """JSON text to a value, refusing what is not Unicode: bytes must be UTF-8 (a leading
+    byte order mark is skipped; json.loads would guess UTF-16 and let UTF-8-encoded
+    surrogates through), and a lone surrogate escape ("\\ud800") would make a string that
+    can be neither printed nor sent. Raises ValueError, RecursionError: `json_error` words
+    them."""
+    if type(text) is bytes:
+        skip = 3 if text.startswith(b"\xef\xbb\xbf") else 0
+        try:
+            text = text[skip:].decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"not valid UTF-8 at byte {e.start + skip}") from None
+    elif text.startswith("\ufeff"):  # as json.loads says it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+    v = _JSON_DECODER.decode(text)
     if type(v) is not bool and v is not None and type(v) not in (int, float):
-        probe = text if type(text) is str else text.decode("utf-8", "replace")
-        if _SURROGATE_ESCAPE.search(probe) and _lone_surrogate(v):
+        if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(v):
             raise ValueError("a \\u escape of a lone surrogate is not a character")
     return v
 
 
-def from_json(text: str | bytes) -> Any:
-    """Parse JSON text. Raises ValueError with a readable message."""
-    try:
-        return parse_json(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"not JSON: {e}") from None
+# The json module's messages, in evt's words ("Invalid control character at" came out as
+# "... at at line 1 column 2").
+_JSON_WORDS = {
+    "Expecting value": "expected a value",
+    "Extra data": "more text after the value",
+    "Invalid control character at": "a control character inside a string",
+    "Unterminated string starting at": "a string that is not closed, starting",
+    "Unexpected UTF-8 BOM (decode using utf-8-sig)": "a byte order mark (U+FEFF) before the value",
+    "Expecting ',' delimiter": "expected ','",
+    "Expecting ':' delimiter": "expected ':'",
+    "Expecting property name enclosed in double quotes": "expected a key in double quotes",
+    "Invalid \\escape": "a bad escape",
+    "Invalid \\uXXXX escape": "a bad \\u escape",
+    "Illegal trailing comma before end of array": "a comma before ']'",
+    "Illegal trailing comma before end of object": "a comma before '}'",
+}
+
+
+def json_error(e: BaseException) -> str:
+    """What parse_json found wrong, in evt's words."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, json.JSONDecodeError):
+        return f"{_JSON_WORDS.get(e.msg, e.msg)} at line {e.lineno} column {e.colno}"
+    message = str(e)
+    if "recursion" in message:
+        return "nested too deeply"
+    if "integer string conversion" in message:
+        return "a number has too many digits"
+    return message

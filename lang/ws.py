@@ -28,7 +28,7 @@ from . import config
 from .compiler import Layout, Scope
 from .errors import EvtRuntimeError
 from .transport import Closed, Limits, close_text
-from .values import escape_remote, parse_json, to_json, to_str, type_name
+from .values import escape_remote, json_error, parse_json, to_json, to_str, type_name
 
 if TYPE_CHECKING:
     from .compiler import Compiler
@@ -69,10 +69,8 @@ def convert(msg: str | bytes, mode: str | None) -> Any:
         return msg if type(msg) is bytes else msg.encode("utf-8")
     try:
         return parse_json(msg)
-    except RecursionError:
-        raise ValueError("message is not JSON (nested too deeply)") from None
-    except ValueError as e:
-        raise ValueError(f"message is not JSON ({e})") from None
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"message is not JSON ({json_error(e)})") from None
 
 
 def closed_value(c: Closed) -> dict[str, Any]:
@@ -138,6 +136,19 @@ class Endpoint:
         if rt.has_handlers(key):
             source = peer.source if isinstance(peer, Channel) else self.source_for_errors()
             source.post(lambda: rt.dispatch(key, message, peer if peer is not None else None))
+        else:
+            rt.failed = True
+            rt.diag(f"{self.span}: websocket error: {message}")
+
+    async def report_error_here(self, message: str, peer: Any) -> None:
+        """An `on websocket error` event run in place, by a handler of the same source (a
+        receive handler's message that is not JSON): it comes before the next message's."""
+        rt = self.rt
+        key = ("ws", "error", self.name)
+        if rt.shutting_down:
+            return
+        if rt.has_handlers(key):
+            await rt.dispatch(key, message, peer)
         else:
             rt.failed = True
             rt.diag(f"{self.span}: websocket error: {message}")
@@ -280,7 +291,7 @@ class Channel:
                 try:
                     value = convert(msg, mode)
                 except ValueError as e:
-                    ep.report_error(f"{self.label}: {e}", peer)
+                    await ep.report_error_here(f"{self.label}: {e}", peer)
                     continue
             if h.scene is not None and (rt.current is None or h.scene is not rt.current.info):
                 continue  # a handler of a scene that stopped being current meanwhile

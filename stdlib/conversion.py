@@ -12,8 +12,12 @@ from lang.values import format_float, string_literal, to_str, type_name
 
 from . import args, builtin
 
-_INT_TEXT = re.compile(r"[+-]?(?:[0-9]+|0[xX][0-9a-fA-F]+)", re.ASCII)
-_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+# Possessive quantifiers: a long run of digits that fails to match is refused in linear time
+# (`[0-9]+\.?[0-9]*` backtracked quadratically on "111...1x").
+_INT_TEXT = re.compile(r"[+-]?+(?:[0-9]++|0[xX][0-9a-fA-F]++)", re.ASCII)
+_FLOAT_TEXT = re.compile(r"[+-]?+(?:[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][+-]?+[0-9]++)?+",
+                         re.ASCII)
+_FLOAT_WORD = re.compile(r"[+-]?(?:inf|infinity|nan)", re.ASCII | re.IGNORECASE)
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 _ASCII_SPACE = frozenset(" \t\n\r\x0b\x0c")  # what bytes.fromhex skips
 _B64_URLSAFE = str.maketrans("-_", "+/")
@@ -73,14 +77,15 @@ def float_(v: Any) -> float:
     """A float from a number, a bool, or a string ("2.5", "1e3", "0x1F", "inf", "nan")."""
     t = args.one_of("float", 1, "v", v, (int, float, bool, str), "a number, bool or string")
     if type(t) is str:
+        # Decided: the same number text as int() and the language's literals: ASCII digits,
+        # no "_" separators (Python's float() takes "1_0" and "١٢"; int() never did).
         text = t.strip()
-        try:
+        if _FLOAT_TEXT.fullmatch(text) or _FLOAT_WORD.fullmatch(text):
             return float(text)
-        except ValueError:
-            n = _parse_int(text) if "x" in text.lower() else None
-            if n is None:
-                raise args.error("float", f"{quoted(t)} is not a number") from None
-            t = n
+        n = _parse_int(text) if "x" in text.lower() else None
+        if n is None:
+            raise args.error("float", f"{quoted(t)} is not a number")
+        t = n
     try:
         return float(t)
     except OverflowError:

@@ -5,28 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from lang.errors import EvtRuntimeError
-from lang.values import from_json, to_json
+from lang.values import json_error, parse_json, to_json
 
 from . import args, builtin
 
 
 @builtin("json")
 def json_parse(s: Any) -> Any:
-    """The value of a JSON text (a string or UTF-8 bytes)."""
+    """The value of a JSON text (a string or UTF-8 bytes); NaN and Infinity are not JSON."""
     args.one_of("json_parse", 1, "s", s, (str, bytes), "a string or bytes")
     try:
-        return from_json(s)
-    except RecursionError:
-        raise args.error("json_parse", "not JSON: nested too deeply") from None
-    except ValueError as e:
-        message = str(e)
-        if "recursion" in message:
-            message = "not JSON: nested too deeply"
-        elif "integer string conversion" in message:
-            message = "not JSON: a number has too many digits"
-        elif not message.startswith("not JSON"):
-            message = f"not JSON: {message}"
-        raise args.error("json_parse", message) from None
+        return parse_json(s)
+    except (ValueError, RecursionError) as e:
+        raise args.error("json_parse", f"not JSON: {json_error(e)}") from None
 
 
 @builtin("json")

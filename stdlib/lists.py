@@ -127,7 +127,15 @@ def sorted_(xs: Any) -> list:
             if _sort_kind(x) != kind:
                 raise args.error(
                     "sorted", f"cannot compare {type_name(xs[0])} and {type_name(x)}")
+        if kind == "number" and any(x != x for x in xs):
+            # Decided: nan sorts after every number (Python's sort leaves a list holding
+            # nan in no order at all: sorted([1, nan, 0]) was [1, nan, 0]).
+            return sorted(xs, key=_nan_last)
     return sorted(xs)
+
+
+def _nan_last(x: int | float) -> tuple[bool, int | float]:
+    return (True, 0) if x != x else (False, x)
 
 
 @builtin("lists")

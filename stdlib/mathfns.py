@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import random as _random
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Context, Decimal
+from fractions import Fraction
 from typing import Any
 
 from lang.values import format_float, type_name
@@ -41,16 +43,26 @@ def abs_(x: Any) -> int | float:
     return abs(args.number("abs", 1, "x", x))
 
 
+def _extreme(fn: str, given: tuple[Any, ...], pick: Callable[..., Any]) -> int | float:
+    numbers = _numbers(fn, given)
+    # Decided: nan wins, as in JavaScript's Math.min/max (Python's answer depended on where
+    # the nan stood: max(nan, 1) was nan but max(1, nan) was 1).
+    for v in numbers:
+        if v != v:
+            return v
+    return pick(numbers)
+
+
 @builtin("math")
 def min_(x: Any, *more: Any) -> int | float:
-    """The smallest of several numbers, or of the numbers in one list."""
-    return min(_numbers("min", (x, *more)))
+    """The smallest of several numbers, or of the numbers in one list (nan if any is nan)."""
+    return _extreme("min", (x, *more), min)
 
 
 @builtin("math")
 def max_(x: Any, *more: Any) -> int | float:
-    """The largest of several numbers, or of the numbers in one list."""
-    return max(_numbers("max", (x, *more)))
+    """The largest of several numbers, or of the numbers in one list (nan if any is nan)."""
+    return _extreme("max", (x, *more), max)
 
 
 def _round_int(x: int, digits: int) -> int:
@@ -86,7 +98,12 @@ def round_(x: Any, digits: Any = 0) -> int | float:
         return math.copysign(0.0, x)
     q = Decimal(repr(x)).quantize(Decimal(1).scaleb(-d), rounding=ROUND_HALF_UP,
                                   context=_ROUND_CONTEXT)
-    return int(q) if d == 0 else float(q)
+    if d == 0:
+        return int(q)
+    r = float(q)
+    if math.isinf(r):  # round(1.7976931348623157e308, -308) is 2e308
+        raise args.error("round", "result too large for a float")
+    return r
 
 
 @builtin("math")
@@ -117,8 +134,8 @@ def sqrt(x: Any) -> float:
         raise args.error("sqrt", "cannot take the square root of a negative number")
     try:
         return math.sqrt(x)
-    except OverflowError:
-        raise args.error("sqrt", "number too large") from None
+    except OverflowError:  # an int too large for a float: its root may still fit one
+        return _to_float("sqrt", math.isqrt(x))
 
 
 @builtin("math")
@@ -133,11 +150,49 @@ def pow_(x: Any, y: Any) -> int | float:
     if x == 0 and y < 0:
         raise args.error("pow", "zero to a negative power")
     try:
-        return math.pow(x, y)
+        fx, fy = float(x), float(y)
+    except OverflowError:  # an int too large for a float: the result may still fit one
+        return _huge_pow(x, y)
+    try:
+        return math.pow(fx, fy)
     except OverflowError:
         raise args.error("pow", "result too large") from None
     except ValueError:
         raise args.error("pow", "negative base with a fractional exponent") from None
+
+
+def _huge_pow(x: int | float, y: int | float) -> float:
+    """x ** y as a float when x or y is an int too large for a float: math.pow would call
+    pow(2, -10**400), pow(0.5, 10**400) or pow(10**400, 0.5) "too large"."""
+    if y != y:
+        return math.nan
+    if type(y) is float and math.isinf(y):
+        y = 2**1100 if y > 0 else -(2**1100)  # as large as the int case below: same answers
+    negative = x < 0 or (type(x) is float and math.copysign(1.0, x) < 0)  # -0.0 too
+    if negative and type(y) is float and not y.is_integer():
+        raise args.error("pow", "negative base with a fractional exponent")
+    sign = -1.0 if negative and int(y) % 2 == 1 else 1.0
+    if abs(y) > 2**1000:  # |x| ** y is 1, or far beyond a float either way
+        size = abs(x)
+        if size == 1:
+            return sign
+        if (size > 1) == (y > 0):
+            raise args.error("pow", "result too large")
+        return math.copysign(0.0, sign)
+    # x is an int too large for a float: x = m * 2**shift with m a float near 2**64, and
+    # |x| ** y = m ** y * 2 ** (shift * y), the exponent kept exact.
+    shift = abs(x).bit_length() - 64
+    q = Fraction(y).denominator
+    if q <= 64:  # 2 ** (shift * y) a whole power of two for y = 0.5, 2.5...: exact
+        shift -= shift % q
+    m = float(abs(x) >> shift)  # at most 128 bits: a float
+    e = Fraction(y) * shift
+    k = math.floor(e)
+    try:
+        r = math.pow(m, y) * 2.0 ** float(e - k)
+        return sign * math.ldexp(r, k)
+    except OverflowError:
+        raise args.error("pow", "result too large") from None
 
 
 @builtin("math")
@@ -146,6 +201,8 @@ def clamp(x: Any, lo: Any, hi: Any) -> int | float:
     args.number("clamp", 1, "x", x)
     args.number("clamp", 2, "lo", lo)
     args.number("clamp", 3, "hi", hi)
+    if lo != lo or hi != hi:
+        raise args.error("clamp", "lo and hi must not be nan")
     if lo > hi:
         raise args.error("clamp", "lo is greater than hi")
     return lo if x < lo else hi if x > hi else x

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from lang.values import equals, string_literal, to_str
+from lang.values import equals, int_text, string_literal, to_str
 
 from . import args, builtin
 
@@ -60,8 +60,14 @@ def join(items: Any, sep: Any = "") -> str:
     """Join the items of a list, each converted as str() does, with sep between them."""
     args.list_("join", 1, "items", items)
     args.string("join", 2, "sep", sep)
-    parts = [to_str(x) for x in items]
-    _checked_size("join", sum(map(len, parts)) + len(sep) * max(len(parts) - 1, 0))
+    _checked_size("join", len(sep) * max(len(items) - 1, 0))
+    parts = []
+    size = 0
+    for x in items:  # counted as they come: a thousand copies of one big list stop early
+        part = to_str(x)
+        size += len(part) + len(sep)
+        _checked_size("join", size - len(sep))
+        parts.append(part)
     return sep.join(parts)
 
 
@@ -155,12 +161,33 @@ def _format_one(index: int, code: str, flags: str, width: str, prec: str | None,
     if code in _INT_CODES:
         if type(v) is not int and not (type(v) is float and v.is_integer()):
             raise args.fail("format", index, "%" + code, "an int", v)
-        return (spec + ("d" if code == "i" else code)) % int(v)
+        n = int(v)
+        if code == "o" and "#" in flags:
+            # Decided: C's alternate octal form, a leading 0 ("010"), not Python's "0o10"
+            digits = format(abs(n), "o")
+            digits = digits if digits.startswith("0") else "0" + digits
+            return _pad(n < 0, digits, flags, width, prec)
+        if code in "di" and n.bit_length() > 10_000:  # past Python's digit limit for str()
+            return _pad(n < 0, int_text(abs(n)), flags, width, prec)
+        return (spec + ("d" if code == "i" else code)) % n
     args.number("format", index, "%" + code, v)
     try:
         return (spec + code) % v
     except OverflowError:
         raise args.error("format", f"argument {index} is too large for %{code}") from None
+
+
+def _pad(negative: bool, digits: str, flags: str, width: str, prec: str | None) -> str:
+    """An int's digits laid out as printf does: precision (minimum digits), sign, width."""
+    if prec:
+        digits = digits.rjust(int(prec), "0")
+    sign = "-" if negative else "+" if "+" in flags else " " if " " in flags else ""
+    size = int(width or 0)
+    if "-" in flags:
+        return (sign + digits).ljust(size)
+    if "0" in flags and prec is None:
+        return sign + digits.rjust(size - len(sign), "0")
+    return (sign + digits).rjust(size)
 
 
 @builtin("strings")
@@ -174,6 +201,9 @@ def format_(pattern: Any, *values: Any) -> str:
         pos = m.end()
         flags, width, prec, code = m.groups()
         if not code:
+            if m.end() < len(pattern):  # "%*d", "%-!": a character no directive has
+                bad = m.group(0) + pattern[m.end()]
+                raise args.error("format", f"unknown directive {string_literal(bad)}")
             raise args.error("format", f"incomplete directive {string_literal(m.group(0))} at the end")
         if code == "%":
             if m.group(0) != "%%":
@@ -194,16 +224,14 @@ def format_(pattern: Any, *values: Any) -> str:
     out: list[str] = []
     it = iter(values)
     index = 1
+    size = 0
     for p in pieces:
         if type(p) is str:
             out.append(p)
-            continue
-        code, flags, width, prec = p
-        index += 1
-        try:
+        else:
+            code, flags, width, prec = p
+            index += 1
             out.append(_format_one(index, code, flags, width, prec, next(it)))
-        except ValueError:  # an int longer than Python will print
-            raise args.error("format", "integer has too many digits to print") from None
-    result = "".join(out)
-    _checked_size("format", len(result))
-    return result
+        size += len(out[-1])
+        _checked_size("format", size)  # as it grows: many copies of one big list stop early
+    return "".join(out)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from lang.values import os_text
+
 from . import args, builtin
 
 
 @builtin("system")
 def env(name: Any, default: Any = None) -> Any:
-    """The value of an environment variable, or default when it is not set."""
+    """The value of an environment variable (not UTF-8: U+FFFD), or default when it is not set."""
     args.string("env", 1, "name", name)
     try:
-        return os.environ.get(name, default)
+        value = os.environ.get(name)
     except (UnicodeError, ValueError):  # a name no environment can hold
         return default
+    if value is None:
+        return default
+    return os_text(value)  # Decided: bytes that are not UTF-8 read as U+FFFD, as in Node

@@ -11,34 +11,34 @@ from typing import Any
 from . import args, builtin
 
 
-def _endpoint(fn: str, v: Any, kinds: tuple[str, ...], wanted: str) -> Any:
+def _endpoint(fn: str, param: str, v: Any, kinds: tuple[str, ...], wanted: str) -> Any:
     if getattr(v, "evt_type", None) not in kinds:
-        raise args.fail(fn, 1, "name", wanted, v)
+        raise args.fail(fn, 1, param, wanted, v)
     return v
 
 
 @builtin("websocket")
 def connected(conn: Any) -> bool:
     """true while a connection (or a peer) is open."""
-    return _endpoint("connected", conn, ("connection", "peer"), "a connection or a peer"
+    return _endpoint("connected", "conn", conn, ("connection", "peer"), "a connection or a peer"
                      ).evt_connected()
 
 
 @builtin("websocket")
 def subprotocol(conn: Any) -> Any:
     """The subprotocol the handshake chose, or null."""
-    return _endpoint("subprotocol", conn, ("connection", "peer"), "a connection or a peer"
+    return _endpoint("subprotocol", "conn", conn, ("connection", "peer"), "a connection or a peer"
                      ).evt_subprotocol()
 
 
 @builtin("websocket")
 def address(endpoint: Any) -> Any:
     """A server's "host:port" while it listens; a connection's peer address while open."""
-    return _endpoint("address", endpoint, ("server", "connection", "peer"),
+    return _endpoint("address", "endpoint", endpoint, ("server", "connection", "peer"),
                      "a server, a connection or a peer").evt_address()
 
 
 @builtin("websocket")
 def peers(server: Any) -> list:
     """The open peers of a server, as a list."""
-    return _endpoint("peers", server, ("server",), "a server").evt_peers()
+    return _endpoint("peers", "server", server, ("server",), "a server").evt_peers()

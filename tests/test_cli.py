@@ -280,6 +280,18 @@ def test_args_after_the_file(tmp_path: Path) -> None:
     assert run_cli(["run", str(path)]).out.splitlines() == ["[] 0"]
 
 
+
+def test_args_that_are_not_utf8_read_as_replacement_characters(tmp_path: Path) -> None:
+    """Found in review: Python kept the bad byte as a lone surrogate, which encode(), print
+    and send then refused; it reads as U+FFFD, as env() reads the environment."""
+    path = write(tmp_path, """
+        on project start { print args[0], len(args[0]), len(encode(args[0])) }
+    """)
+    r = run_cli(["run", str(path), os.fsdecode(b"a\xffb")])
+    assert (r.code, r.err) == (0, "")
+    assert r.out.splitlines() == ["a\ufffdb 3 5"]
+
+
 def test_verbose_option_is_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, HELLO)
     r = run_cli(["run", "-v", str(path)])

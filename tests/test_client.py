@@ -166,6 +166,37 @@ async def test_json_mode_with_a_message_that_is_not_json_fires_error(tmp_path: A
     assert r.lines == ["error true", "json 1"]
 
 
+
+async def test_json_mode_says_what_is_wrong_in_evt_words(tmp_path: Any) -> None:
+    """Found in review: a binary frame of UTF-8-encoded surrogates became a string no send
+    could take, NaN was taken, and the error said Python's words ("Expecting value: line 1
+    column 1 (char 0)")."""
+    async def handler(ws: ServerConnection) -> None:
+        assert await ws.recv() == "ready"
+        await ws.send(b'"\xed\xa0\x80"')
+        await ws.send("[NaN]")
+        await ws.send('"a\tb"')
+        await ws.send("")
+        await ws.send(b'\xef\xbb\xbf{"fine": 1}')
+        await ws.wait_closed()
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c { send c "ready" }
+            on websocket receive c json as m { print "json", m.fine; stop c }
+            on websocket error c as E { print E }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [
+        "c: message is not JSON (not valid UTF-8 at byte 1)",
+        "c: message is not JSON (NaN is not JSON (JSON has no nan or infinity))",
+        "c: message is not JSON (a control character inside a string at line 1 column 3)",
+        "c: message is not JSON (expected a value at line 1 column 1)",
+        "json 1"]
+
+
 async def test_text_and_binary_receive_modes(tmp_path: Any) -> None:
     async def handler(ws: ServerConnection) -> None:
         assert await ws.recv() == "ready"

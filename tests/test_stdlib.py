@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import re
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Any
 
@@ -267,7 +271,8 @@ def test_format_errors(pattern: str, values: tuple[Any, ...], message: str) -> N
 
 
 def test_format_pattern_type_and_huge_ints() -> None:
-    assert fails("format", "%d", 10**5000) == "format: integer has too many digits to print"
+    # printed in full, as str() prints it (it was "integer has too many digits to print")
+    assert call("format", "%d", 10**5000) == "1" + "0" * 5000
     assert call("format", "%x", 16**5000) == "1" + "0" * 5000
     assert fails("format", 5) == "format: argument 1 (pattern) must be a string, got int"
 
@@ -400,7 +405,7 @@ def test_json_parse() -> None:
 
 def test_json_parse_errors() -> None:
     assert fails("json_parse", "nope") == \
-        "json_parse: not JSON: Expecting value at line 1 column 1"
+        "json_parse: not JSON: expected a value at line 1 column 1"
     assert fails("json_parse", "[1,") .startswith("json_parse: not JSON: ")
     assert fails("json_parse", b"\xff").startswith("json_parse: not JSON: ")
     assert fails("json_parse", "1" * 5000) == \
@@ -629,7 +634,8 @@ def test_sqrt() -> None:
     assert call("sqrt", 2.25) == 1.5
     assert call("sqrt", math.inf) == math.inf
     assert fails("sqrt", -1) == "sqrt: cannot take the square root of a negative number"
-    assert fails("sqrt", 10**400) == "sqrt: number too large"
+    assert call("sqrt", 10**400) == 1e200  # an int too large for a float: its root fits
+    assert fails("sqrt", 10**700) == "sqrt: result too large for a float"
 
 
 @pytest.mark.parametrize(("x", "y", "expected"), [
@@ -652,7 +658,7 @@ def test_pow_big_int_result() -> None:
     (10, 10001, "pow: result too large"),
     (2, 10**30, "pow: result too large"),
     (10.0, 400, "pow: result too large"),
-    (10**400, 0.5, "pow: result too large"),
+    (10**400, 2.5, "pow: result too large"),
     ("2", 2, "pow: argument 1 (x) must be a number, got string"),
 ])
 def test_pow_errors(x: Any, y: Any, message: str) -> None:
@@ -785,3 +791,232 @@ def test_base64_round_trip_matches_python() -> None:
         assert call("unbase64", text) == data
         assert call("unbase64", text.rstrip("=")) == data
         assert call("unhex", call("hex", data)) == data
+
+
+# ---------------------------------------------------------------- fixes from a review
+# Each test failed before its fix.
+
+
+def _evt(source: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Run a script with `evt run` in a subprocess that is killed after `timeout` seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "t.evt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(source)
+        return subprocess.run([sys.executable, "-m", "lang", "run", path], capture_output=True,
+                              text=True, timeout=timeout, cwd=os.path.dirname(__file__) + "/..")
+
+
+def test_int_refuses_long_digit_runs_in_linear_time() -> None:
+    # the "use int(float(s))" hint's regex backtracked quadratically: minutes for this
+    text = "1" * 1_000_000 + "x"
+    r = _evt(f'on project start {{ print int(repeat("1", {len(text) - 1}) + "x") }}\n')
+    assert "is not an integer" in r.stderr and "Traceback" not in r.stderr
+    assert fails("int", "1" * 200_000 + ".5").endswith("(use int(float(s)) to truncate)")
+
+
+@pytest.mark.parametrize("text", ["1_0", "1_000.5", "\u0661\u0662", "\uff11", "1\u0660"])
+def test_float_takes_the_same_digits_as_int(text: str) -> None:
+    # float() took Python's "1_0" (10.0) and Arabic-Indic digits, which int() refuses
+    assert fails("float", text) == f'float: "{text}" is not a number'
+
+
+def test_float_still_takes_its_documented_forms() -> None:
+    for text, expected in [("2.5", 2.5), ("1e3", 1e3), ("0x1F", 31.0), (" -Inf ", -math.inf),
+                           ("infinity", math.inf), (".5", 0.5), ("1.", 1.0), ("+3", 3.0)]:
+        assert call("float", text) == expected
+    assert math.isnan(call("float", "nan"))
+    for text in ("", ".", "1e", "e5", "infinit", "0x1p3"):
+        assert fails("float", text).endswith("is not a number")
+
+
+def test_sorted_puts_nan_last() -> None:
+    nan = math.nan
+    for xs in ([1, nan, 0], [3, nan, 2, 1], [nan, 2, 1], [2, 1, nan]):
+        result = call("sorted", xs)
+        assert result[:-1] == sorted(x for x in xs if x == x) and math.isnan(result[-1])
+    assert call("sorted", [nan, 1.5, nan, -1])[:2] == [-1, 1.5]
+
+
+@pytest.mark.parametrize("name", ["min", "max"])
+def test_min_max_nan_wins_wherever_it_stands(name: str) -> None:
+    # max(nan, 1) was nan but max(1, nan) was 1
+    for args in ((math.nan, 1), (1, math.nan), (1, 2, math.nan)):
+        assert math.isnan(call(name, *args))
+        assert math.isnan(call(name, list(args)))
+    assert call(name, 1, 2) == (1 if name == "min" else 2)
+
+
+def test_round_never_overflows_to_inf() -> None:
+    assert fails("round", 1.7976931348623157e308, -308) == "round: result too large for a float"
+    assert call("round", 9.5e307, -308) == 1e308
+
+
+@pytest.mark.parametrize(("x", "y", "expected"), [
+    (10**400, 0.5, 1e200),          # was "result too large"
+    (10**400, -1, 0.0),             # 1e-400: was "result too large"
+    (0.5, 10**400, 0.0),
+    (2, -(10**400), 0.0),
+    (1.0, 10**400, 1.0),
+    (-1.0, 10**400 + 1, -1.0),
+    (-(10**400), -3, -0.0),
+    (10**400, math.inf, None),
+    (10**400, -math.inf, 0.0),
+    (2**1100, 1 / 1100, 2.0),
+], ids=["big^0.5", "big^-1", "0.5^big", "2^-big", "1.0^big", "-1.0^odd-big", "-big^-3", "big^inf",
+        "big^-inf", "2**1100^(1/1100)"])
+def test_pow_with_ints_too_large_for_a_float(x: Any, y: Any, expected: float | None) -> None:
+    if expected is None:
+        assert fails("pow", x, y) == "pow: result too large"
+        return
+    result = call("pow", x, y)
+    assert type(result) is float
+    assert math.isclose(result, expected, rel_tol=1e-14)
+    assert math.copysign(1, result) == math.copysign(1, expected)
+
+
+@pytest.mark.parametrize(("x", "y", "message"), [
+    (1.5, 10**400, "pow: result too large"),
+    (10**400, 2.5, "pow: result too large"),
+    (-(10**400), 0.5, "pow: negative base with a fractional exponent"),
+], ids=["1.5^big", "big^2.5", "-big^0.5"])
+def test_pow_huge_errors(x: Any, y: Any, message: str) -> None:
+    assert fails("pow", x, y) == message
+
+
+def test_clamp_refuses_nan_bounds() -> None:
+    # clamp(1, nan, 3) gave 1 and clamp(5, nan, 3) gave 3: a nan bound limits nothing
+    assert fails("clamp", 1, math.nan, 3) == "clamp: lo and hi must not be nan"
+    assert fails("clamp", 1, 0, math.nan) == "clamp: lo and hi must not be nan"
+    assert math.isnan(call("clamp", math.nan, 0, 1))
+
+
+@pytest.mark.parametrize(("pattern", "value", "expected"), [
+    ("%#o", 8, "010"), ("%#o", 0, "0"), ("%#5o|", 8, "  010|"), ("%-#5o|", 8, "010  |"),
+    ("%#.4o", 8, "0010"), ("%#o", -8, "-010"), ("%o", 8, "10"), ("%#x", 255, "0xff"),
+])
+def test_format_alternate_octal_is_cs(pattern: str, value: int, expected: str) -> None:
+    assert call("format", pattern, value) == expected  # "%#o" gave Python's "0o10"
+
+
+@pytest.mark.parametrize("spec", ["%d", "%i", "%+d", "% d", "%08d", "%-8d|", "%.3d", "%5000d",
+                                  "%05000d", "%-5000d|", "%+05000d", "%.4000d", "% 4000d"])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_format_prints_huge_ints_as_str_does(spec: str, sign: int) -> None:
+    n = sign * 10**4500
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        expected = (spec.replace("%i", "%d")) % n
+    finally:
+        sys.set_int_max_str_digits(limit)
+    assert call("format", spec, n) == expected
+
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    ("%*d", 'format: unknown directive "%*"'),
+    ("a %-!", 'format: unknown directive "%-!"'),
+    ("100%", 'format: incomplete directive "%" at the end'),
+])
+def test_format_names_the_bad_directive(pattern: str, message: str) -> None:
+    # "%*d" was 'incomplete directive "%" at the end', though the % was not at the end
+    assert fails("format", pattern, 1) == message
+
+
+def test_join_and_format_stop_before_building_a_huge_result(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # each item was converted before the size was checked: a list holding a thousand copies of
+    # [a 1 MB string] built a gigabyte first
+    monkeypatch.setattr(stdlib.strings, "MAX_RESULT", 1000)
+    seen: list[Any] = []
+    real = stdlib.strings.to_str
+
+    def counting(v: Any) -> str:
+        seen.append(v)
+        return real(v)
+    monkeypatch.setattr(stdlib.strings, "to_str", counting)
+    big = ["x" * 600]
+    assert fails("join", [big] * 1000) == "join: result too large"
+    assert len(seen) == 2
+    seen.clear()
+    assert fails("format", "%s" * 100, *([big] * 100)) == "format: result too large"
+    assert len(seen) == 2
+    assert call("join", [["x" * 400]] * 2, ",") == ",".join(['["' + "x" * 400 + '"]'] * 2)
+    assert fails("join", ["a"] * 2, "," * 1000) == "join: result too large"
+
+
+def test_json_parse_refuses_nan_and_infinity() -> None:
+    for text in ("NaN", "[1, -Infinity]", '{"a": Infinity}', b"NaN"):
+        assert fails("json_parse", text).startswith("json_parse: not JSON: ")
+    assert fails("json_parse", "NaN") == \
+        "json_parse: not JSON: NaN is not JSON (JSON has no nan or infinity)"
+    assert call("json_parse", "1e999") == math.inf  # too large for a float: inf, as in JavaScript
+    assert call("json_parse", '["NaN", 1e400]') == ["NaN", math.inf]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('"\t"', "a control character inside a string at line 1 column 2"),  # was "at at line"
+    ("\ufeff[1]", "a byte order mark (U+FEFF) before the value at line 1 column 1"),
+    (b"\xff", "not valid UTF-8 at byte 0"),  # was "'utf-8' codec can't decode byte 0xff..."
+    (b"\xef\xbb\xbf[\xff]", "not valid UTF-8 at byte 4"),
+    ("1 2", "more text after the value at line 1 column 3"),
+    ('"abc', "a string that is not closed, starting at line 1 column 1"),
+])
+def test_json_parse_errors_in_evt_words(text: str | bytes, message: str) -> None:
+    assert fails("json_parse", text) == f"json_parse: not JSON: {message}"
+
+
+def test_json_parse_bytes_are_strict_utf8() -> None:
+    # json.loads decoded bytes with surrogatepass (a lone surrogate string) and guessed
+    # UTF-16/32 from zero bytes
+    assert fails("json_parse", b'"\xed\xa0\x80"') == \
+        "json_parse: not JSON: not valid UTF-8 at byte 1"
+    assert fails("json_parse", '[1]'.encode("utf-16-le")).startswith("json_parse: not JSON: ")
+    assert fails("json_parse", '[1]'.encode("utf-32")).startswith("json_parse: not JSON: ")
+    assert call("json_parse", b"\xef\xbb\xbf[1]") == [1]  # a UTF-8 byte order mark is skipped
+
+
+def test_json_stringify_nan_key_in_evt_words() -> None:
+    # was "Out of range float values are not JSON compliant"
+    assert fails("json_stringify", {math.nan: 1}) == \
+        "json_stringify: cannot convert to JSON: a map key nan has no JSON form"
+    assert fails("json_stringify", [{"a": {-math.inf: 1}}], True) == \
+        "json_stringify: cannot convert to JSON: a map key -inf has no JSON form"
+
+
+def test_json_stringify_says_a_value_is_inside_itself() -> None:
+    # was "the value is too large (more than 10 million elements)"
+    x: list[Any] = []
+    x.append(x)
+    y: dict[str, Any] = {}
+    y["a"] = [y, y]
+    for v in (x, y, [1, x]):
+        assert fails("json_stringify", v) == \
+            "json_stringify: cannot convert to JSON: a list or map is inside itself"
+    shared = [1]
+    assert call("json_stringify", [shared, shared]) == "[[1],[1]]"
+
+
+def test_env_never_gives_lone_surrogates(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a value that is not UTF-8 came back with lone surrogates, which encode() and send refuse
+    monkeypatch.setenv("EVT_TEST_BAD", b"a\xffb".decode("utf-8", "surrogateescape"))
+    assert call("env", "EVT_TEST_BAD") == "a\ufffdb"
+    assert call("encode", call("env", "EVT_TEST_BAD")) == b"a\xef\xbf\xbdb"
+    monkeypatch.setenv("EVT_TEST_GOOD", "é")
+    assert call("env", "EVT_TEST_GOOD") == "é"
+    assert call("env", "EVT_TEST_UNSET_X", 5) == 5
+
+
+@pytest.mark.parametrize(("name", "param"), [
+    ("connected", "conn"), ("subprotocol", "conn"), ("address", "endpoint"),
+    ("peers", "server"),
+])
+def test_websocket_errors_name_the_documented_parameter(name: str, param: str) -> None:
+    # every one said "argument 1 (name)", a parameter none of them has
+    import stdlib.websocket  # noqa: F401
+
+    b = R[name]
+    assert b.params == param
+    with pytest.raises(EvtRuntimeError) as info:
+        b.fn(1)
+    assert info.value.message.startswith(f"{name}: argument 1 ({param}) must be ")
