@@ -529,7 +529,7 @@ class Checker:
             b = self.builtins[e.name]
             if n < b.min_args or (b.max_args is not None and n > b.max_args):
                 self.error(e.span, f"{e.name}() takes {b.arity_text()} argument"
-                                   f"{'' if b.arity_text() == '1' else 's'} "
+                                   f"{'' if b.arity_text() in ('1', 'at least 1') else 's'} "
                                    f"({e.name}({b.params})), got {n}")
         else:
             names: dict[str, Any] = dict(self.symbols.funcs)

@@ -1019,7 +1019,9 @@ def _short(seconds: float) -> float | int:
 
 def _range_of(range_fn: Fn, args: list, span: Span) -> Any:
     """`for i in range(...)` walks a Python range: no list of a million ints is built.
-    Arguments other than ints go to the built-in itself, for its conversions and errors."""
+    Arguments other than ints go to the built-in itself, for its conversions and errors
+    (an integral float, `pow(2.0, 60)`, is an int here, as it is there)."""
+    args = [int(a) if type(a) is float and a.is_integer() else a for a in args]
     if any(type(a) is not int for a in args) or (len(args) == 3 and args[2] == 0):
         try:
             return range_fn(*args)

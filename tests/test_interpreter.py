@@ -1550,3 +1550,26 @@ async def test_a_timer_started_after_its_scene_ended_never_runs(tmp_path: Path) 
     no_traceback(r)
     # the program ends by itself: a zombie timer would keep it alive until the timeout
     assert (sorted(r.lines), r.code) == (["b", "late"], 0)
+
+
+async def test_for_over_range_with_an_integral_float_is_lazy_too(tmp_path: Path) -> None:
+    """Found in review: `range(0, pow(2.0, 60))` went to the built-in, which builds a list:
+    "too many elements", while `range(0, pow(2, 60))` walked lazily."""
+    r = await run(tmp_path, """
+        on project start {
+            for i in range(0, pow(2.0, 60)) {
+                if i == 2 { print "lazy", i; break }
+            }
+            for i in range(1.0, 7, 2.0) { print i }
+        }
+    """)
+    no_traceback(r)
+    assert (r.lines, r.code) == (["lazy 2", "1", "3", "5"], 0)
+
+
+async def test_the_arity_message_says_at_least_1_argument(tmp_path: Path) -> None:
+    r = await run(tmp_path, """
+        on project start { print min() }
+    """)
+    assert r.code == 3
+    assert "min() takes at least 1 argument (min(x, more...)), got 0" in r.err
