@@ -546,6 +546,8 @@ class Runtime:
 
         for name, ep in self.endpoints.items():
             handlers = of(("ws", "receive", name))
+            ep.expecting = frozenset(kind for kind in ("start", "receive")
+                                     if any(h.uses_expect for h in of(("ws", kind, name))))
             if any(h.mode == "json" for h in handlers):
                 handlers += of(("ws", "error", name))
             ep.inline_ok = not self.repl and not any(h.blocks for h in handlers)
@@ -639,9 +641,14 @@ class Runtime:
             self.internal_error(what, e)
 
     async def run_handler(self, h: Handler, value: Any, peer: Any, depth: int = 0,
-                          activation: Activation | None = None) -> None:
+                          activation: Activation | None = None, since: int | None = None
+                          ) -> None:
+        """`since`: for an event that was queued, the message seq when it happened; its
+        `expect` sees the messages after it (not only those after the handler began)."""
         fr: list[Any] = [None] * h.size
-        fr[0] = Inv(self, h.what, h.span, depth)
+        inv = fr[0] = Inv(self, h.what, h.span, depth)
+        if since is not None:
+            inv.start_seq = since
         if h.scene is not None:
             act = activation if activation is not None else self.current
             fr[1] = act.vars if act is not None else []
@@ -663,23 +670,23 @@ class Runtime:
             if uses_expect:
                 self.expect_active -= 1
 
-    async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0
-                       ) -> None:
+    async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0,
+                       since: int | None = None) -> None:
         """Run every handler of an event, project scope first, then the current scene's.
-        Once `exit` ran, only the shutdown's own handlers run."""
+        Once `exit` ran, only the shutdown's own handlers run. `since`: see run_handler."""
         for h in self.handlers.get(key, ()):
             if self.shutting_down:
                 if key[0] != "project stop":
                     return
             elif self.exiting:
                 return
-            await self.run_handler(h, value, peer, depth)
+            await self.run_handler(h, value, peer, depth, since=since)
         act = self.current
         if act is not None:
             for h in act.info.handlers.get(key, ()):
                 if self.current is not act or self.shutting_down or self.exiting:
                     return
-                await self.run_handler(h, value, peer, depth, act)
+                await self.run_handler(h, value, peer, depth, act, since=since)
 
     def has_handlers(self, key: tuple) -> bool:
         if key in self.handlers:

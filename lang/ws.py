@@ -97,6 +97,9 @@ class Endpoint:
         self.config: dict[str, Any] = {k: v.default for k, v in config.keys_for(self.role).items()}
         self._items: list[tuple[str, Any, A.Span]] = []
         self.inline_ok = False  # set by the runtime from the handlers
+        # set by the runtime: kinds of event ("start", "receive") of which a handler may
+        # `expect`; such an event keeps the message log from the moment it happens
+        self.expecting: frozenset[str] = frozenset()
         self.receive_key = ("ws", "receive", self.name)
 
     def __repr__(self) -> str:
@@ -230,7 +233,11 @@ class Channel:
         if self.pending >= self.max_queue:
             await self._wait_for_space(msg)
         self.pending += 1
-        source.post(lambda: self._queued(msg))
+        if "receive" in self.endpoint.expecting:
+            since = self.expect_from_now()
+            source.post(lambda: self._queued(msg, since))
+        else:
+            source.post(lambda: self._queued(msg))
 
     async def _wait_for_space(self, msg: str | bytes) -> None:
         """Stop reading until handlers catch up (TCP backpressure). Once we have sent a
@@ -254,16 +261,25 @@ class Channel:
                 if ws is not None:
                     ws.unpause = None
 
-    async def _queued(self, msg: str | bytes) -> None:
+    def expect_from_now(self) -> int:
+        """For an event whose handler may `expect` and will run later (it is queued): the
+        log is kept from now, and the handler sees what arrives from now (the message seq to
+        start after). The handler's end gives the log back (`rt.expect_active`)."""
+        self.rt.expect_active += 1
+        return self.rt.message_seq
+
+    async def _queued(self, msg: str | bytes, since: int | None = None) -> None:
         try:
-            await self.dispatch_receive(msg)
+            await self.dispatch_receive(msg, since)
         finally:
+            if since is not None:
+                self.rt.expect_active -= 1
             self.pending -= 1
             if self._space is not None:
                 self._space.set()
                 self._space = None
 
-    async def dispatch_receive(self, msg: str | bytes) -> None:
+    async def dispatch_receive(self, msg: str | bytes, since: int | None = None) -> None:
         """Run the receive handlers, project scope first. Once `exit` ran (or the shutdown
         began) no more of them start, as in Runtime.dispatch."""
         rt = self.rt
@@ -279,7 +295,7 @@ class Channel:
             if scene_handlers:
                 handlers = [*handlers, *scene_handlers]
         elif len(handlers) == 1 and handlers[0].mode is None:  # the common case, shortest
-            await rt.run_handler(handlers[0], msg, peer)
+            await rt.run_handler(handlers[0], msg, peer, since=since)
             return
         for h in handlers:
             if rt.exiting or rt.shutting_down:
@@ -295,7 +311,7 @@ class Channel:
                     continue
             if h.scene is not None and (rt.current is None or h.scene is not rt.current.info):
                 continue  # a handler of a scene that stopped being current meanwhile
-            await rt.run_handler(h, value, peer)
+            await rt.run_handler(h, value, peer, since=since)
 
     def post_event(self, kind: str, value: Any) -> None:
         ep = self.endpoint
@@ -303,7 +319,20 @@ class Channel:
         if not self.rt.has_handlers(key):
             return  # nothing to run: the source stays free for the fast path
         peer = self.peer_value
-        self.source.post(lambda: self.rt.dispatch(key, value, peer))
+        rt = self.rt
+        if kind in ep.expecting and not rt.shutting_down:
+            # its handlers see the messages that arrive before they begin (a greeting the
+            # peer sends at once is not missed by `expect` in `on websocket start`)
+            since = self.expect_from_now()
+
+            async def job() -> None:
+                try:
+                    await rt.dispatch(key, value, peer, since=since)
+                finally:
+                    rt.expect_active -= 1
+            self.source.post(job)
+        else:
+            self.source.post(lambda: rt.dispatch(key, value, peer))
 
     # ------------------------------------------------------------ statements
 

@@ -757,6 +757,34 @@ async def test_greeting_in_the_same_segment_as_the_handshake_response(tmp_path: 
     assert r.lines == ["got welcome", 'got b"\\x01"']
 
 
+
+async def test_expect_in_the_start_handler_sees_a_greeting_that_came_first(
+        tmp_path: Any) -> None:
+    """Found in a user trial: the greeting came in the segment of the 101 response and was
+    read before the start handler began; `expect` missed it (no handler was expecting yet,
+    so nothing kept it), though the reference says a message that raced ahead is not
+    missed. The handlers of a queued event see what arrived since the event happened."""
+    greeting = b"\x81\x05hello" + b"\x81\x05begin" + b"\x81\x04next"
+    async with raw_server(greeting) as srv:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/"; close_timeout = 100ms }
+            on project start { start c }
+            on websocket start c {
+                expect c as hi within 2s else { print "missed the greeting" }
+                print "start saw", hi
+            }
+            on websocket receive c as m {
+                if m == "begin" {
+                    expect c as n where n != "begin" within 2s else { print "missed next" }
+                    print "receive saw", n
+                    stop c
+                }
+            }
+        """, srv.port), tmp_path=tmp_path, timeout=8)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["start saw hello", "receive saw next"]
+
+
 class AnsweringServer(RawServer):
     """Sends a greeting with the 101 response, then waits for the client's first frame and
     only then sends "done": a client whose reply to the greeting is held back never gets it."""
