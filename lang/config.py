@@ -123,6 +123,8 @@ def problem(role: str, key: str, value: Any) -> str | None:
         return f"'{key}' must be a list of strings"
     if key == "headers":
         return _headers_problem(value)
+    if key == "path" and not value.startswith("/"):
+        return f"'path' must start with '/' (a request path is '/' or '/...'), got {_quoted(value)}"
     if key == "max_queue" and value < 1:
         return "'max_queue' must be at least 1"
     return None

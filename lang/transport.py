@@ -179,6 +179,18 @@ class BoundedDeflate(PerMessageDeflate):
         return result
 
 
+def address_text(stream: anyio.abc.ByteStream, otherwise: str) -> str:
+    """The remote end of a stream (TLS or not) as "HOST:PORT" ("[::1]:PORT" for IPv6)."""
+    try:
+        address = stream.extra(anyio.abc.SocketAttribute.remote_address)
+    except Exception:  # not a socket (a test's memory stream), or already gone
+        return otherwise
+    if not isinstance(address, tuple):
+        return str(address)
+    host = address[0]
+    return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+
+
 def close_text(code: int, reason: str) -> str:
     name = CLOSE_NAMES.get(code, "")
     out = f"{code} ({name})" if name else str(code)
@@ -505,10 +517,14 @@ class WebSocket:
             await self._end_tcp()
         else:  # wsproto found a protocol violation in what the peer sent
             code = int(ev.code) if ev.code in (1002, 1007, 1009) else 1002
+            reason = ev.reason or CLOSE_NAMES[code]
+            if reason == "error in extension":  # wsproto's words for BoundedDeflate's refusal
+                reason = (f"message over {self.limits.max_message} bytes" if code == 1009
+                          else "bad compressed data")
             # wsproto cannot parse past it, so no close reply could be read: send our close
             # frame and end TCP (RFC 6455 §7.1.7): half-close and drain what the peer still
             # sends, so that closing does not reset the connection before it read our frame
-            await self.fail(code, ev.reason or CLOSE_NAMES[code])
+            await self.fail(code, reason)
             await self._linger()
             await self._finish(clean=False)
 
@@ -825,7 +841,9 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
                 if isinstance(ev, AcceptConnection):
                     conn = ws.connection
                     assert conn is not None
-                    peer = Peer(remote=f"{host}:{port}", path=target.split("?")[0],
+                    # the address connected to (localhost is 127.0.0.1 or ::1)
+                    peer = Peer(remote=address_text(stream, f"{host}:{port}"),
+                                path=target.split("?")[0],
                                 subprotocol=ev.subprotocol,
                                 headers=list(ev.extra_headers))
                     return WebSocket(stream, conn, client=True, limits=opts.limits, peer=peer,

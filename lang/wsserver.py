@@ -33,6 +33,7 @@ from .transport import (
     TransportError,
     WebSocket,
     accept,
+    address_text,
     close_text,
     header_items,
     listen_tls_context,
@@ -287,12 +288,7 @@ class ServerEndpoint(Endpoint):
                          admit: Any) -> WebSocket | None:
         """TLS and the opening handshake; None when the client was refused or dropped (a
         `stop` drops the clients still in their handshake)."""
-        try:
-            address = stream.extra(anyio.abc.SocketAttribute.remote_address)
-            remote = f"{address[0]}:{address[1]}" if isinstance(address, tuple) \
-                else str(address)
-        except Exception:
-            remote = "?"
+        remote = address_text(stream, "?")
         if self.scope is not listening:
             self.verbose(f"dropped {remote}: the server stopped")
             await _close_quietly(stream)

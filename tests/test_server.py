@@ -930,6 +930,50 @@ async def test_address_matches_the_port_clients_use(tmp_path: Path) -> None:
     assert run.result.code == 0, run.result.err
 
 
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+async def test_address_of_a_connection_and_remote_of_a_peer_are_where_they_connect(
+        tmp_path: Path, family: str) -> None:
+    """Found in a user trial: address(c) gave the url's host ("localhost:PORT"), where the
+    reference says the peer address; and a peer's remote over IPv6 read "::1:PORT", which
+    cannot be told apart from a host, where address() and `listen` write "[::1]:PORT"."""
+    if family == "ipv6" and not _has_ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    listen, host = ("127.0.0.1:0", "localhost") if family == "ipv4" else ("[::1]:0", "[::1]")
+    from conftest import run_evt
+
+    res = await run_evt("""
+        server srv { listen = "LISTEN" }
+        connection c { url = "ws://HOST:${split(address(srv), ':')[-1]}/" }
+        on project start {
+            start srv
+            start c
+        }
+        on websocket start srv from p { print "remote", p.remote }
+        on websocket start c {
+            print "address", address(c), "server", address(srv)
+            stop srv
+        }
+    """.replace("LISTEN", listen).replace("HOST", host), tmp_path=tmp_path)
+    assert res.code == 0, res.err
+    address = next(line.split()[1:] for line in res.lines if line.startswith("address"))
+    remote = next(line.split()[1] for line in res.lines if line.startswith("remote"))
+    connected_to, server = address[0], address[2]
+    assert connected_to == server  # the address connected to, not the url's host
+    loopback = "127.0.0.1" if family == "ipv4" else "[::1]"
+    assert server.startswith(loopback + ":")
+    assert re.fullmatch(re.escape(loopback) + r":\d+", remote), remote
+
+
 @pytest.fixture
 def busy_port() -> Any:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

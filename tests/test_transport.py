@@ -709,6 +709,9 @@ async def test_deflate_bomb_fails_with_1009_without_inflating(role: str, fragmen
     assert got.items == []
     assert ws.closed is not None and ws.closed.code == 1009
     assert len(p.failures[role]) == 1 and "1009" in p.failures[role][0]
+    # the same words as without compression, not wsproto's "error in extension"
+    assert p.failures[role][0].startswith(f"message over {limits().max_message} bytes"), \
+        p.failures[role][0]
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while refusing a 64 MiB bomb"
 
 
