@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true",
                      help="print the connection lifecycle to stderr")
     run.add_argument("--trace", action="store_true", help="print every frame sent and received")
+    run.add_argument("--fail-fast", action="store_true",
+                     help="end the program (exit 1) at the first runtime error or unhandled "
+                          "websocket error, as a failed assert does")
     run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=_default_loop(),
                      help="event loop (default: $EVT_LOOP, else uvloop where installed)")
     run.add_argument("file", metavar="FILE")
@@ -201,6 +204,7 @@ def cmd_run(opts: argparse.Namespace) -> int:
 
     rt = Runtime(builtins=builtins, args=list(opts.args), verbose=opts.verbose,
                  trace=opts.trace)
+    rt.fail_fast = opts.fail_fast
     try:
         inits = rt.install(decls, overrides)
     except RecursionError:

@@ -594,11 +594,19 @@ class Compiler:
             t = await _ev(target, ta, fr)
             seconds = ops.duration(await _ev(within, wa, fr), "expect ... within", span)
 
+            failures: list[str] = []  # what the where condition could not judge
+
             async def matches(msg: Any) -> bool:
                 if where is None:
                     return True
                 fr[slot] = msg
-                return bool(await _ev(where[0], where[1], fr))
+                try:
+                    return bool(await _ev(where[0], where[1], fr))
+                except EvtRuntimeError as e:
+                    # a message of another shape (`ack.id` of a notification without "id")
+                    # does not match, as a message that is not JSON does not in json mode
+                    failures.append(e.message)
+                    return False
 
             found, msg = await rt.expect(fr[0], t, mode, matches, seconds, span)
             if found:
@@ -606,8 +614,13 @@ class Compiler:
                 return None
             fr[slot] = None
             if orelse is None:
-                raise EvtRuntimeError(msg_timeout(rt, t, seconds) if msg is None
-                                      else f"expect on {rt.describe(t)}: {msg}", span)
+                why = msg_timeout(rt, t, seconds) if msg is None \
+                    else f"expect on {rt.describe(t)}: {msg}"
+                if failures:
+                    n = len(failures)
+                    why += (f" (the where condition failed on {n} message{'s' * (n != 1)}: "
+                            f"{failures[0]})")
+                raise EvtRuntimeError(why, span)
             return await _ev(orelse[0], orelse[1], fr)
         return expect, True
 

@@ -286,6 +286,7 @@ class Runtime:
         self.err = err
         self.verbose = verbose
         self.trace = trace
+        self.fail_fast = False  # `evt run --fail-fast`: the first error ends the program
         self.repl = repl
         self.globals: list[Any] = []
         self.global_slots: dict[str, int] = {}
@@ -700,6 +701,15 @@ class Runtime:
             e.span = span  # no finer position is known: the handler's
         e.frames.append(Frame(what, span))
         self.diag(e.format())
+        if self.fail_fast:
+            self.request_exit(1)
+
+    def unhandled_ws_error(self, text: str) -> None:
+        """A websocket error that no `on websocket error` handler takes."""
+        self.failed = True
+        self.diag(text)
+        if self.fail_fast:
+            self.request_exit(1)
 
     def assertion(self, e: AssertFailed) -> None:
         self.failed = True

@@ -140,8 +140,7 @@ class Endpoint:
             source = peer.source if isinstance(peer, Channel) else self.source_for_errors()
             source.post(lambda: rt.dispatch(key, message, peer if peer is not None else None))
         else:
-            rt.failed = True
-            rt.diag(f"{self.span}: websocket error: {message}")
+            rt.unhandled_ws_error(f"{self.span}: websocket error: {message}")
 
     async def report_error_here(self, message: str, peer: Any) -> None:
         """An `on websocket error` event run in place, by a handler of the same source (a
@@ -153,8 +152,7 @@ class Endpoint:
         if rt.has_handlers(key):
             await rt.dispatch(key, message, peer)
         else:
-            rt.failed = True
-            rt.diag(f"{self.span}: websocket error: {message}")
+            rt.unhandled_ws_error(f"{self.span}: websocket error: {message}")
 
     def source_for_errors(self) -> Any:
         return self.rt.lifecycle

@@ -292,6 +292,32 @@ def test_args_that_are_not_utf8_read_as_replacement_characters(tmp_path: Path) -
     assert r.out.splitlines() == ["a\ufffdb 3 5"]
 
 
+
+@pytest.mark.parametrize("fault, message", [
+    ('let m = {}\n print m.id', 'runtime error: no key "id"'),
+    ('send c "x"', "websocket error: c: not connected"),
+])
+def test_fail_fast_ends_the_program_at_the_first_error(tmp_path: Path, fault: str,
+                                                       message: str) -> None:
+    """Found in a user trial: a test script whose handler fails goes on, with its server
+    listening, until something kills it; --fail-fast ends it there, as a failed assert does."""
+    path = write(tmp_path, f"""
+        server s {{ listen = "127.0.0.1:0" }}
+        connection c {{ url = "ws://127.0.0.1:9/" }}
+        on project start {{
+            start s
+            {fault}
+            print "not reached"
+        }}
+        on project stop {{ print "stopping" }}
+    """)
+    r = run_cli(["run", "--fail-fast", str(path)], timeout=20)
+    assert r.code == 1
+    assert message in r.err and "Traceback" not in r.err
+    assert r.out.splitlines() == (["stopping"] if "runtime" in message
+                                  else ["not reached", "stopping"])
+
+
 def test_verbose_option_is_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, HELLO)
     r = run_cli(["run", "-v", str(path)])

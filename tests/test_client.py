@@ -449,6 +449,37 @@ async def test_expect_without_else_says_why_it_gave_up(tmp_path: Any) -> None:
     assert "timed out" not in r.err
 
 
+
+async def test_a_message_the_where_condition_cannot_judge_does_not_match(tmp_path: Any
+                                                                        ) -> None:
+    """Found in a user trial: a notification without "id" before the reply made
+    `where r.id == 1` a runtime error that ended the handler (its `stop` never ran: the
+    script hung). It does not match; an expect that gives up says what failed."""
+    async def handler(ws: ServerConnection) -> None:
+        assert await ws.recv() == "go"
+        await ws.send('{"method": "notify"}')
+        await ws.send('{"id": 1, "ok": true}')
+        await ws.wait_closed()
+
+    async with ws_server(handler) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket start c {
+                send c "go"
+                expect c json as r where r.id == 1 within 2s else { print "else" }
+                print "got", r
+                expect c json as q where q.nope == 1 within 100ms else { print "else", q }
+                stop c
+                expect c json as z where z.nope == 1 within 100ms
+            }
+        """, port), tmp_path=tmp_path)
+    assert r.code == 1
+    assert r.lines == ['got {"id": 1, "ok": true}', "else null"]
+    assert ('runtime error: expect on c: not connected (the where condition failed on 1 '
+            'message: no key "nope" in this map (keys: "method"))') in r.err, r.err
+
+
 # ---------------------------------------------------------------- closing
 
 
