@@ -85,7 +85,7 @@ class Repl:
         """Runs beside the program; ends it when the user leaves."""
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._sigint)
+                await tg.start(self._sigint)  # handlers in place before any input runs
                 if self.interactive:
                     await self._interactive()
                 else:
@@ -94,15 +94,18 @@ class Repl:
         finally:
             self.rt.request_exit(None)
 
-    async def _sigint(self) -> None:
+    async def _sigint(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+                      ) -> None:
         """At the prompt the terminal is raw and Ctrl-C is a key; while a statement runs it
         is a signal, which cancels that statement. SIGTERM ends the session with the normal
         shutdown (exit code 143), as it ends `evt run`."""
         try:
             receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
         except (NotImplementedError, RuntimeError, ValueError):
+            task_status.started()
             return
         with receiver as signals:
+            task_status.started()
             async for signum in signals:
                 if signum == signal.SIGTERM:
                     rt = self.rt
