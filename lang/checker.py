@@ -443,8 +443,10 @@ class Checker:
             self.error(t.span, f"'broadcast' needs a server; '{t.name}' is a connection "
                                f"(use 'send {t.name} ...')")
         elif verb in ("send", "expect") and kind == "server":
+            use = "'broadcast', or the peer bound by 'from'" if verb == "send" \
+                else "the peer bound by 'from', as in 'on websocket start NAME from p'"
             self.error(t.span, f"'{verb}' needs a connection or a peer; '{t.name}' is a server "
-                               "(use 'broadcast', or the peer bound by 'from')")
+                               f"(use {use})")
         elif verb in ("start", "stop") and kind not in ("connection", "server", "variable"):
             self.error(t.span, f"'{verb}' needs a connection or a server")
 

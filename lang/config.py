@@ -164,7 +164,15 @@ def _url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        return f"bad url '{url}': {e}"
+        text = str(e)
+        if "cast to integer" in text:  # urllib's words
+            port = text.rpartition(" as ")[2]
+            text = f"the port {port} is not a number"
+        elif "out of range" in text:
+            text = "the port must be 0 to 65535"
+        elif "IPv6" in text:
+            text = "an IPv6 address goes between [ and ]: ws://[::1]:8765/"
+        return f"bad url '{url}': {text}"
     if parts.scheme not in ("ws", "wss"):
         return f"the url must start with ws:// or wss://, got '{url}'"
     if not parts.hostname:

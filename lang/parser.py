@@ -284,9 +284,11 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                 if kind == "STRING" and "${" in value:
                     at = unclosed_interp(value[1:-1])
                     if at is not None:
-                        # a word right after the string: a same-quote string inside ${ }
-                        # probably ended it early
-                        nested = text[end:end + 1].isalnum() or text[end:end + 1] == "_"
+                        # its quote again further on the line: a same-quote string
+                        # inside ${ } probably ended it early
+                        line_end = text.find("\n", end)
+                        rest = text[end:line_end if line_end >= 0 else len(text)]
+                        nested = value[-1] in rest
                         hint = ("; inside '${...}' write strings with the other quote style"
                                 if nested else "")
                         raise AtToken(tok, "'${' is never closed with '}'" + hint, at + 1)
@@ -584,12 +586,35 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
                                     f"{_expected_words(expected)}", incomplete=True)
     span = Span(path, tok.line, tok.column)
     message = f"expected {_expected_words(expected)}, found {_found(tok)}"
-    hint = _hint(tok, expected, stack)
+    hint = _unclosed_hint(tok, stack, text, first_line) or _hint(tok, expected, stack)
+    before = e.last
+    if t == "ASSIGN" and before is not None and before.value in ("+", "-", "*", "/", "%") \
+            and before.end_pos == tok.pos:
+        op = before.value
+        hint = f"evt has no '{op}=': write 'x = x {op} ...'"
     if hint:
         message += "; " + hint
     at_end = t == "_NL" and not text[tok.end_pos:].strip()
     return EvtSyntaxError(span, message, incomplete=at_end and bool(
         expected & (_EXPR_START | {"LBRACE"})))
+
+
+_DECL_LINE = re.compile(r"(?:on|connection|server|func|scene|import|let|every|after)\b")
+
+
+def _unclosed_hint(tok: Tok, stack: list[Tok], text: str, first_line: int) -> str:
+    """A declaration at the start of a line while a block is still open: the usual cause
+    is a '}' left out above it (the parser only notices a few tokens into that line)."""
+    braces = [b for b in stack if b.type == "LBRACE"]
+    if not braces:
+        return ""
+    lines = text.split("\n")
+    index = tok.line - first_line
+    if not 0 <= index < len(lines) or not _DECL_LINE.match(lines[index]):
+        return ""
+    opener = braces[-1]
+    return (f"the '{{' at {opener.line}:{opener.column} is still open: is a '}}' missing "
+            f"before line {tok.line}?")
 
 
 def _hint(tok: Tok, expected: set[str], stack: list[Tok]) -> str:

@@ -833,8 +833,12 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
         except _STREAM_ERRORS:
             if status is not None:
                 break
+            hint = "" if secure else "; is it a wss:// server?"
             raise TransportError("the server closed the connection during the handshake"
-                                 ) from None
+                                 + hint) from None
+        if not secure and status is None and data[:1] == b"\x15" and data[1:2] == b"\x03":
+            # a TLS alert record: a TLS server read our plain HTTP request
+            raise TransportError("the server speaks TLS: use a wss:// url")
         try:
             ws.receive_data(data)
             for ev in ws.events():

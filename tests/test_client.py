@@ -816,6 +816,37 @@ async def test_expect_in_the_start_handler_sees_a_greeting_that_came_first(
     assert r.lines == ["start saw hello", "receive saw next"]
 
 
+
+@pytest.mark.parametrize("answer, words", [
+    (b"", "the server closed the connection during the handshake; is it a wss:// server?"),
+    (b"\x15\x03\x03\x00\x02\x02\x46", "the server speaks TLS: use a wss:// url"),
+])
+async def test_a_ws_url_to_a_tls_server_says_so(tmp_path: Any, answer: bytes, words: str
+                                                ) -> None:
+    """Found in a user trial: ws:// to a wss:// server said only that the server closed the
+    connection. A TLS server closes (Python's) or answers with a TLS alert record."""
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += await stream.receive()
+            if answer:
+                await stream.send(answer)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start { start c }
+            on websocket error c as E { print E }
+        """, port), tmp_path=tmp_path)
+        tg.cancel_scope.cancel()
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == [f"c: {words} (ws://127.0.0.1:{port}/)"]
+
+
 class AnsweringServer(RawServer):
     """Sends a greeting with the 101 response, then waits for the client's first frame and
     only then sends "done": a client whose reply to the greeting is held back never gets it."""
