@@ -402,6 +402,8 @@ class Checker:
         if s.orelse is not None:
             self._block(s.orelse, body)
         body.scopes.pop()
+        if body.kind == "repl" and len(body.scopes) == 1:
+            self.symbols.globals[s.name] = s.span  # at the prompt: a project variable
         self._declare_local(s.name, s.span, body)
 
     def _s_Emit(self, s: A.Emit, body: _Body) -> None:

@@ -579,6 +579,7 @@ class Compiler:
         target, ta = self.expr(s.target)
         within, wa = self.expr(s.within) if s.within is not None else ((lambda fr: 10.0), False)
         layout = self.scope.layout
+        at_prompt = self.scope.kind == "repl" and len(layout.scopes) == 2
         layout.push()
         try:
             slot = layout.declare(s.name)
@@ -622,7 +623,18 @@ class Compiler:
                             f"{failures[0]})")
                 raise EvtRuntimeError(why, span)
             return await _ev(orelse[0], orelse[1], fr)
-        return expect, True
+        if not at_prompt:
+            return expect, True
+        # at the REPL prompt, as a `let` there does, it binds a session variable: the
+        # next input can use what it matched
+        keep = self._store_global(self.rt.declare_global(s.name), span)
+
+        async def expect_at_prompt(fr: list) -> Any:
+            try:
+                return await expect(fr)
+            finally:
+                keep(fr, fr[slot])
+        return expect_at_prompt, True
 
     def s_Emit(self, s: A.Emit) -> Compiled:
         value, va = self.expr(s.value) if s.value is not None else ((lambda fr: None), False)

@@ -7,8 +7,8 @@ Rules of this module:
 - An input is complete when the parser says so: an open bracket or block, or a trailing
   operator, asks for another line (the parser's `incomplete`, not a brace counter).
 - Declarations replace earlier ones of the same name (a handler: of the same event) and say
-  so; a `let` at the prompt makes a project variable; a bare expression prints its value in
-  literal form.
+  so; a `let` at the prompt makes a project variable, and so does `expect ... as NAME`; a
+  bare expression prints its value in literal form.
 - Ctrl-C cancels the line being typed or the statement running, never the session; Ctrl-D
   (or EOF, or :quit) leaves with the normal shutdown.
 - When stdin is not a terminal: no banner, no prompt, values on stdout, diagnostics on

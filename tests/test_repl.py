@@ -138,12 +138,12 @@ def test_a_connection_declared_and_started_prints_the_echo(echo_server: int) -> 
              "start c\n"
              "while not connected(c) { wait 10ms }\n"
              'send c "hello"; expect c as reply within 5s; print "expect got", reply\n'
-             "reply\n"  # `expect ... as` binds for the rest of its own input only
+             "reply\n"  # at the prompt `expect ... as` binds a session variable
              ":conns\n"
              "stop c\n")
     assert "expect got hello" in r.lines
     assert "handler got hello" in r.lines
-    assert "<repl>:6:1: error: unknown name 'reply'" in r.err
+    assert '"hello"' in r.lines and r.err == ""
     assert any(line.startswith("c: connection, open ws://127.0.0.1:") for line in r.lines)
 
 
@@ -374,3 +374,17 @@ def test_a_function_redefined_with_another_arity_fails_its_old_call_sites_clearl
     assert "<repl>:2:20: runtime error: f() takes 2 arguments, got 1 (it was redefined)" \
         in r.err
     assert "null" not in r.err
+
+
+def test_expect_at_the_prompt_binds_a_session_variable() -> None:
+    """Found in a user trial: `expect c as r` at the prompt bound r for that input only, so
+    the next line could not use it; at the prompt it binds a session variable, as `let`."""
+    r = repl('server s { listen = "127.0.0.1:0" }\n'
+             'connection c { url = "ws://${address(s)}/" }\n'
+             "on websocket receive s as m from p { send p upper(m) }\n"
+             "start s\nstart c\nwhile not connected(c) { wait 10ms }\n"
+             'send c "ping"\nexpect c as reply within 5s\nreply\n'
+             'print "again", reply + "!"\n'
+             'expect c as reply within 10ms else { print "none" }\nprint reply\n')
+    assert "Traceback" not in r.err and "error" not in r.err, r.err
+    assert r.lines == ['"PING"', "again PING!", "none", "null"]
