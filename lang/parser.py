@@ -586,7 +586,8 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
                                     f"{_expected_words(expected)}", incomplete=True)
     span = Span(path, tok.line, tok.column)
     message = f"expected {_expected_words(expected)}, found {_found(tok)}"
-    hint = _unclosed_hint(tok, stack, text, first_line) or _hint(tok, expected, stack)
+    hint = _unclosed_hint(tok, stack, text, first_line) or _target_hint(tok, text, first_line) \
+        or _hint(tok, expected, stack)
     before = e.last
     if t == "ASSIGN" and before is not None and before.value in ("+", "-", "*", "/", "%") \
             and before.end_pos == tok.pos:
@@ -615,6 +616,24 @@ def _unclosed_hint(tok: Tok, stack: list[Tok], text: str, first_line: int) -> st
     opener = braces[-1]
     return (f"the '{{' at {opener.line}:{opener.column} is still open: is a '}}' missing "
             f"before line {tok.line}?")
+
+
+# `send by_id[p.id] "x"`: the target of these statements is a name or a parenthesised
+# expression, so the line reads as `send by_id [p.id]` and fails at the value
+_COMPUTED_TARGET = re.compile(r"[ \t]*(send|close|expect|broadcast)[ \t]+"
+                              r"([A-Za-z_]\w*[\[(.]\S*)")
+
+
+def _target_hint(tok: Tok, text: str, first_line: int) -> str:
+    lines = text.split("\n")
+    index = tok.line - first_line
+    if not 0 <= index < len(lines):
+        return ""
+    m = _COMPUTED_TARGET.match(lines[index])
+    if m is None or tok.column - 1 < m.start(2):
+        return ""
+    verb, target = m[1], m[2]
+    return f"a computed target goes in parentheses: '{verb} ({target}) ...'"
 
 
 def _hint(tok: Tok, expected: set[str], stack: list[Tok]) -> str:
