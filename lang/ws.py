@@ -231,7 +231,7 @@ class Channel:
         if self.pending >= self.max_queue:
             await self._wait_for_space(msg)
         self.pending += 1
-        if "receive" in self.endpoint.expecting:
+        if "receive" in self.endpoint.expecting and not rt.shutting_down:
             since = self.expect_from_now()
             source.post(lambda: self._queued(msg, since))
         else:
