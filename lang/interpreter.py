@@ -451,7 +451,7 @@ class Runtime:
             elif isinstance(d, A.Connection | A.Server):
                 self.endpoints[d.name].compile_config(self.compiler)
         self._update_watched()
-        self._update_inline()
+        self._update_endpoints()
         return done
 
     def _remove_handlers(self, ev: A.Event) -> str | None:
@@ -535,10 +535,12 @@ class Runtime:
     def uses_expect(self, body: A.Block, scene: str | None) -> bool:
         return self.repl or body_has(body, (A.Expect,), self.expect_funcs, scene, self.fn_decls)
 
-    def _update_inline(self) -> None:
-        """A connection's messages may run their handlers inside its reader task only when no
-        receive handler for it (in any scene) can wait for long, nor, when one of them reads
-        JSON, an error handler (a message that is not JSON runs the error event in place)."""
+    def _update_endpoints(self) -> None:
+        """From the handlers (project and every scene), for each connection or server:
+        `inline_ok`, whether its messages may run their handlers inside its reader task (no
+        receive handler can wait for long, nor, when one reads JSON, an error handler: a
+        message that is not JSON runs the error event in place); `expecting`, which of its
+        events have a handler that may `expect`."""
         def of(key: tuple) -> list[Handler]:
             handlers = list(self.handlers.get(key, ()))
             for info in self.scenes.values():
@@ -546,12 +548,13 @@ class Runtime:
             return handlers
 
         for name, ep in self.endpoints.items():
-            handlers = of(("ws", "receive", name))
-            ep.expecting = frozenset(kind for kind in ("start", "receive")
-                                     if any(h.uses_expect for h in of(("ws", kind, name))))
-            if any(h.mode == "json" for h in handlers):
-                handlers += of(("ws", "error", name))
-            ep.inline_ok = not self.repl and not any(h.blocks for h in handlers)
+            receive = of(("ws", "receive", name))
+            start = of(("ws", "start", name))
+            ep.expecting = frozenset(kind for kind, hs in (("start", start), ("receive", receive))
+                                     if any(h.uses_expect for h in hs))
+            inline = receive + of(("ws", "error", name)) \
+                if any(h.mode == "json" for h in receive) else receive
+            ep.inline_ok = not self.repl and not any(h.blocks for h in inline)
 
     def _update_watched(self) -> None:
         keys = set(self.handlers)

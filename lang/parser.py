@@ -586,7 +586,8 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
                                     f"{_expected_words(expected)}", incomplete=True)
     span = Span(path, tok.line, tok.column)
     message = f"expected {_expected_words(expected)}, found {_found(tok)}"
-    hint = _unclosed_hint(tok, stack, text, first_line) or _target_hint(tok, text, first_line) \
+    line = _line_at(text, tok.pos)
+    hint = _unclosed_hint(tok, stack, line) or _target_hint(tok, line) \
         or _hint(tok, expected, stack)
     before = e.last
     if t == "ASSIGN" and before is not None and before.value in ("+", "-", "*", "/", "%") \
@@ -603,15 +604,17 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
 _DECL_LINE = re.compile(r"(?:on|connection|server|func|scene|import|let|every|after)\b")
 
 
-def _unclosed_hint(tok: Tok, stack: list[Tok], text: str, first_line: int) -> str:
+def _line_at(text: str, pos: int) -> str:
+    """The line of the source that holds position pos."""
+    end = text.find("\n", pos)
+    return text[text.rfind("\n", 0, pos) + 1:end if end >= 0 else len(text)]
+
+
+def _unclosed_hint(tok: Tok, stack: list[Tok], line: str) -> str:
     """A declaration at the start of a line while a block is still open: the usual cause
     is a '}' left out above it (the parser only notices a few tokens into that line)."""
     braces = [b for b in stack if b.type == "LBRACE"]
-    if not braces:
-        return ""
-    lines = text.split("\n")
-    index = tok.line - first_line
-    if not 0 <= index < len(lines) or not _DECL_LINE.match(lines[index]):
+    if not braces or not _DECL_LINE.match(line):
         return ""
     opener = braces[-1]
     return (f"the '{{' at {opener.line}:{opener.column} is still open: is a '}}' missing "
@@ -624,12 +627,8 @@ _COMPUTED_TARGET = re.compile(r"[ \t]*(send|close|expect|broadcast)[ \t]+"
                               r"([A-Za-z_]\w*[\[(.]\S*)")
 
 
-def _target_hint(tok: Tok, text: str, first_line: int) -> str:
-    lines = text.split("\n")
-    index = tok.line - first_line
-    if not 0 <= index < len(lines):
-        return ""
-    m = _COMPUTED_TARGET.match(lines[index])
+def _target_hint(tok: Tok, line: str) -> str:
+    m = _COMPUTED_TARGET.match(line)
     if m is None or tok.column - 1 < m.start(2):
         return ""
     verb, target = m[1], m[2]
