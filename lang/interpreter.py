@@ -241,7 +241,10 @@ class Source:
 
     def post(self, job: Callable[[], Awaitable[None]]) -> None:
         rt = self.rt
-        if rt.shutting_down:
+        if rt.shutting_down or rt.stopping:
+            # the program is ending: what is cancelled now must not start new work, or two
+            # sources feeding each other (`on change a { b = b + 1 }` and the other way
+            # round), each job a fresh task, would keep the cancelled task group from ending
             return
         if self.queue is None:
             self.queue = deque()
