@@ -3,7 +3,7 @@
 Rules of this module:
 - This and the REPL are the only places that print diagnostics and choose exit codes:
   0 success, 1 script failure, 2 usage error or unreadable file, 3 syntax or check errors,
-  130/143 interrupted (SPEC §10).
+  130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP (SPEC §10).
 - `evt check` imports only the parser, the checker and the stdlib's signatures, so it starts
   fast; the event loop and the network stack are imported for `run` and `repl`.
 """
@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="evt", description="Run event scripts for WebSocket work.",
         epilog="Exit codes: 0 success, 1 script failure, 2 usage error, 3 syntax or check "
-               "errors, 130/143 interrupted.")
+               "errors, 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP).")
     p.add_argument("--version", action="version", version=f"evt {VERSION}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 

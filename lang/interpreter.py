@@ -41,7 +41,16 @@ from .compiler import (
     waiting_functions,
 )
 from .errors import EvtRuntimeError, Frame
-from .runtime import MAX_DEPTH, AssertFailed, ExitRequest, FuncCell, Inv, raise_recursion_limit
+from .runtime import (
+    MAX_DEPTH,
+    AssertFailed,
+    ExitRequest,
+    FuncCell,
+    Inv,
+    raise_recursion_limit,
+    shutdown_signals,
+    signal_exit_code,
+)
 from .values import equals, escape_remote, os_text, to_repr, to_str, type_name
 
 _WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket error": "error",
@@ -948,12 +957,12 @@ class Runtime:
 
     async def _watch_signals(self) -> None:
         try:
-            receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+            receiver = anyio.open_signal_receiver(*shutdown_signals())
         except (NotImplementedError, RuntimeError, ValueError):
             return
         with receiver as signals:
             async for signum in signals:
-                code = 130 if signum == signal.SIGINT else 143
+                code = signal_exit_code(signum)
                 if self.signal_code is None:
                     self.signal_code = code
                     if self.verbose:

@@ -42,7 +42,7 @@ from .compiler import Layout, Scope
 from .errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError, quote_source
 from .interpreter import Installed, Runtime, SceneInfo
 from .parser import parse_repl
-from .runtime import AssertFailed, Inv
+from .runtime import AssertFailed, Inv, shutdown_signals, signal_exit_code
 from .values import to_repr
 
 SOURCE = "<repl>"
@@ -97,20 +97,21 @@ class Repl:
     async def _sigint(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
                       ) -> None:
         """At the prompt the terminal is raw and Ctrl-C is a key; while a statement runs it
-        is a signal, which cancels that statement. SIGTERM ends the session with the normal
-        shutdown (exit code 143), as it ends `evt run`."""
+        is a signal, which cancels that statement. SIGTERM (and SIGHUP, the terminal going
+        away, unless it was ignored at start) ends the session with the normal shutdown
+        (exit code 143, 129), as it ends `evt run`."""
         try:
-            receiver = anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM)
+            receiver = anyio.open_signal_receiver(*shutdown_signals())
         except (NotImplementedError, RuntimeError, ValueError):
             task_status.started()
             return
         with receiver as signals:
             task_status.started()
             async for signum in signals:
-                if signum == signal.SIGTERM:
+                if signum != signal.SIGINT:
                     rt = self.rt
                     if rt.signal_code is None:
-                        rt.signal_code = 143
+                        rt.signal_code = signal_exit_code(signum)
                     rt.done.set()
                 elif self.running is not None:
                     self.running.cancel()

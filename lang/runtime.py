@@ -9,6 +9,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import anyio.lowlevel
@@ -17,6 +18,22 @@ from .ast import Span
 from .limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
 
 checkpoint = anyio.lowlevel.checkpoint
+
+
+def shutdown_signals() -> list[int]:
+    """The signals that run the shutdown: SIGINT, SIGTERM, and SIGHUP unless it was ignored
+    when evt started (`nohup evt run ...`: keep ignoring it)."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        signals.append(hup)
+    return signals
+
+
+def signal_exit_code(signum: int) -> int:
+    """The shell's convention: 128 + the signal's number (130 SIGINT, 143 SIGTERM,
+    129 SIGHUP)."""
+    return 128 + int(signum)
 
 
 class Inv:

@@ -69,3 +69,48 @@ def test_signal_ends_two_change_handlers_feeding_each_other(tmp_path: Path, sign
     assert proc.returncode == code
     assert out.splitlines() == ["stopped"]
     no_traceback(err)
+
+
+# ---------------------------------------------------------------- SIGHUP
+
+
+ECHO_INPUT = """
+    on project start { print "ready" }
+    on input as line { print "got", line }
+    on project stop { print "stopped" }
+"""
+
+
+def test_sighup_runs_the_shutdown_as_sigterm_does(tmp_path: Path) -> None:
+    path = write(tmp_path, ECHO_INPUT)
+    proc = popen(["run", str(path)], stdin=subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGHUP)
+    finally:
+        out, err = finish(proc)
+    assert proc.returncode == 129
+    assert out.splitlines() == ["stopped"]
+    no_traceback(err)
+
+
+def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
+    """As under `nohup`: the program goes on after a SIGHUP and ends normally."""
+    path = write(tmp_path, ECHO_INPUT)
+    proc = popen(["run", str(path)], stdin=subprocess.PIPE,
+                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGHUP)  # pending before the line below can be read
+        proc.stdin.write(b"after\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"got after\n"
+    finally:  # communicate closes stdin: the end of input ends the program
+
+        out, err = finish(proc)
+    assert proc.returncode == 0
+    assert out.splitlines() == ["stopped"]
+    no_traceback(err)
+
