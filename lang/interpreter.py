@@ -30,6 +30,7 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from . import ast as A
+from . import stdio as io_
 from .checker import valid_close_code
 from .compiler import (
     BLOCKING_STMTS,
@@ -47,6 +48,7 @@ from .runtime import (
     ExitRequest,
     FuncCell,
     Inv,
+    checkpoint,
     raise_recursion_limit,
     shutdown_signals,
     signal_exit_code,
@@ -312,7 +314,6 @@ class Runtime:
         self.top_timers: list[TimerSpec] = []
         self.lifecycle = Source(self)
         self.change_sources: dict[tuple, Source] = {}
-        self.input_source = Source(self)
         self.wants_input = False
         self.message_seq = 0
         self.expect_active = 0  # running invocations that may `expect`: channels keep a log
@@ -976,30 +977,54 @@ class Runtime:
     # ------------------------------------------------------------ standard input
 
     def _start_input(self) -> None:
-        self.hold()
+        """Standard input is one source: a thread reads it, a bounded queue (INPUT_BATCHES
+        reads of at most 64 KiB) hands the lines over, and the thread waits when the queue
+        is full, so stdin is read only as fast as the `on input` handlers take it."""
+        self.hold()  # until the last line read is handled
+        send, receive = anyio.create_memory_object_stream[list[bytes]](INPUT_BATCHES)
         token = anyio.lowlevel.current_token()
-        thread = threading.Thread(target=self._read_input, args=(token,), daemon=True,
+        thread = threading.Thread(target=self._read_input, args=(send, token), daemon=True,
                                   name="evt stdin")
         thread.start()
+        self.spawn(self._take_input, receive)
 
-    def _read_input(self, token: Any) -> None:
-        stream = sys.stdin
+    @staticmethod
+    def _read_input(send: Any, token: Any) -> None:
         try:
-            while True:
-                line = stream.readline()
-                if not line:
-                    break
-                text = line[:-1] if line.endswith("\n") else line
-                anyio.from_thread.run_sync(self._post_input, text, token=token)
-        except Exception:  # the loop is gone (program ended) or stdin failed
+            for batch in io_.read_lines(0):
+                anyio.from_thread.run(send.send, batch, token=token)
+        except BaseException:  # the program ended (the queue is closed) or the loop is gone
             pass
         try:
-            anyio.from_thread.run_sync(self.release, token=token)
-        except Exception:
+            anyio.from_thread.run_sync(send.close, token=token)
+        except BaseException:
             pass
 
-    def _post_input(self, line: str) -> None:
-        self.input_source.post(lambda: self.dispatch(("input",), line))
+    async def _take_input(self, receive: Any) -> None:
+        encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+        warned = False
+        deadline = time.monotonic() + 0.02
+        try:
+            async with receive:
+                async for batch in receive:
+                    for raw in batch:
+                        if time.monotonic() >= deadline:  # many short lines: let others run
+                            await checkpoint()
+                            deadline = time.monotonic() + 0.02
+                        if isinstance(raw, io_.Piece) and not warned:
+                            warned = True
+                            self.diag(f"evt: warning: a line of standard input is longer "
+                                      f"than {io_.MAX_LINE} bytes: it is handled in pieces")
+                        if raw.endswith(b"\r"):
+                            raw = raw[:-1]
+                        line = raw.decode(encoding, "replace")
+                        await self.dispatch(("input",), line)
+        finally:
+            self.release()
+
+
+# lines of standard input waiting for their handlers: at most this many reads (64 KiB each)
+INPUT_BATCHES = 4
 
 
 def safe_text(text: str) -> str:

@@ -43,6 +43,7 @@ from .errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError
 from .interpreter import Installed, Runtime, SceneInfo
 from .parser import parse_repl
 from .runtime import AssertFailed, Inv, shutdown_signals, signal_exit_code
+from .stdio import read_lines
 from .values import to_repr
 
 SOURCE = "<repl>"
@@ -121,11 +122,10 @@ class Repl:
         token = anyio.lowlevel.current_token()
 
         def reader() -> None:
-            stream: Any = getattr(sys.stdin, "buffer", None)
-            try:
-                for raw in stream if stream is not None else sys.stdin:
-                    line = decode_line(raw)
-                    anyio.from_thread.run(send.send, line, token=token)
+            try:  # os.read, not sys.stdin: see lang.stdio
+                for batch in read_lines(0):
+                    for raw in batch:
+                        anyio.from_thread.run(send.send, decode_line(raw), token=token)
             except Exception:
                 pass
             try:

@@ -114,3 +114,63 @@ def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
     assert out.splitlines() == ["stopped"]
     no_traceback(err)
 
+
+def test_sighup_ends_a_repl_session_with_the_shutdown() -> None:
+    proc = popen(["repl"], stdin=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        proc.stdin.write(b'on project stop { print "stopped" }\nprint "ready"\n')
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=WAIT) == 129
+    finally:
+        out, err = finish(proc)
+    assert out.splitlines() == ["stopped"]
+    no_traceback(err)
+
+
+# ---------------------------------------------------------------- fault 8: stdin backpressure
+
+
+def memory_mb(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak so far) of a process, in MB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_stdin_is_read_only_as_fast_as_a_slow_handler_takes_it(tmp_path: Path) -> None:
+    """400 MiB of lines into a handler that waits a little for each: the memory of evt
+    stays far below what it is sent (before the fix: it read everything at once)."""
+    path = write(tmp_path, """
+        every 1h { }
+        let n = 0
+        on project start { print "ready" }
+        on input as line {
+            n = n + 1
+            if line == "END" { print "all", n }
+            wait 2ms
+        }
+    """)
+    line = b"x" * (1024 * 1024 - 1) + b"\n"  # 1 MiB
+    proc = popen(["run", str(path)], stdin=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        before = memory_mb(proc.pid, "VmRSS")
+        for _ in range(400):
+            proc.stdin.write(line)
+        proc.stdin.write(b"END\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"all 401\n"
+        peak = memory_mb(proc.pid, "VmHWM")
+        proc.send_signal(signal.SIGTERM)
+    finally:
+        _, err = finish(proc)
+    print(f"VmRSS before {before:.1f} MB, VmHWM after {peak:.1f} MB")
+    assert peak - before < 100, (before, peak)
+    assert proc.returncode == 143
+    no_traceback(err)
