@@ -201,9 +201,10 @@ def cmd_run(opts: argparse.Namespace) -> int:
     import anyio
 
     from .interpreter import Runtime
+    from .stdio import Stdio
 
     rt = Runtime(builtins=builtins, args=list(opts.args), verbose=opts.verbose,
-                 trace=opts.trace)
+                 trace=opts.trace, stdio=Stdio())
     rt.fail_fast = opts.fail_fast
     try:
         inits = rt.install(decls, overrides)

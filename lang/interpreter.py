@@ -277,6 +277,8 @@ class Source:
                     await job()
                 finally:
                     rt.release()
+                if io_.owes():  # the job printed into a full buffer: this source waits
+                    await io_.settle()
                 # a handler that queues work on its own source (`on change v { v = v + 1 }`)
                 # must not keep everything else, Ctrl-C included, from running
                 if queue and time.monotonic() >= deadline:
@@ -293,11 +295,14 @@ class Runtime:
 
     def __init__(self, *, builtins: dict[str, Any], args: list[str] | None = None,
                  out: TextIO | None = None, err: TextIO | None = None, verbose: bool = False,
-                 trace: bool = False, repl: bool = False) -> None:
+                 trace: bool = False, repl: bool = False, stdio: io_.Stdio | None = None
+                 ) -> None:
         raise_recursion_limit()
         self.builtins = builtins
         self.out = out
         self.err = err
+        self.stdio = stdio  # the CLI's: buffered standard output and error (lang.stdio)
+        self._drain_scope: anyio.CancelScope | None = None
         self.verbose = verbose
         self.trace = trace
         self.fail_fast = False  # `evt run --fail-fast`: the first error ends the program
@@ -336,6 +341,9 @@ class Runtime:
     # ------------------------------------------------------------ output
 
     def write(self, text: str) -> None:
+        if self.stdio is not None:
+            self.stdio.write(text + "\n")  # never blocks (lang.stdio)
+            return
         out = self.out or sys.stdout
         try:
             out.write(text + "\n")
@@ -349,6 +357,9 @@ class Runtime:
             self.write(to_repr(value))
 
     def diag(self, text: str) -> None:
+        if self.stdio is not None:
+            self.stdio.diag(text if text.endswith("\n") else text + "\n")
+            return
         err = self.err or sys.stderr
         try:
             err.write(text if text.endswith("\n") else text + "\n")
@@ -362,7 +373,8 @@ class Runtime:
 
     def _output_closed(self) -> None:
         # stdout went away (`evt run x | head`): stop writing and end quietly
-        self.out = open(__import__("os").devnull, "w")
+        if self.stdio is None:
+            self.out = open(__import__("os").devnull, "w")
         self.request_exit(None)
 
     # ------------------------------------------------------------ declarations
@@ -642,6 +654,8 @@ class Runtime:
                 fn(fr)
         except Exception as e:
             self.failure(e, what, span)
+        if io_.owes():  # it printed into a full buffer: it waits for room, nothing else
+            await io_.settle()
 
     def failure(self, e: Exception, what: str, span: A.Span) -> None:
         """What ended a handler (or timer block, or REPL input) early."""
@@ -662,6 +676,10 @@ class Runtime:
                           ) -> None:
         """`since`: for an event that was queued, the message seq when it happened; its
         `expect` sees the messages after it (not only those after the handler began)."""
+        if io_.owes():
+            # this task printed into a full output buffer: it waits for room before it
+            # handles more (a connection's reader has sent the replies of the last read)
+            await io_.settle()
         fr: list[Any] = [None] * h.size
         inv = fr[0] = Inv(self, h.what, h.span, depth)
         if since is not None:
@@ -917,6 +935,8 @@ class Runtime:
                    session: Callable[[], Awaitable[None]] | None = None) -> int:
         """Run the program to its end; return the exit code. A REPL passes its `session`,
         which runs beside the program and ends it when the user leaves."""
+        if self.stdio is not None:
+            self.stdio.attach(self._output_closed)
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(self._watch_signals)
@@ -936,12 +956,30 @@ class Runtime:
                 self.stopping = True  # what is cancelled now is ended by the shutdown
                 tg.cancel_scope.cancel()
             await self.shutdown()
+            await self._flush_output()
             outer.cancel_scope.cancel()
         return self.final_code()
+
+    async def _flush_output(self) -> None:
+        """Give what is buffered for standard output and error time to be written: all it
+        needs after a normal end, DRAIN_AFTER_SIGNAL after a signal (a signal that comes
+        while it drains cuts it to that, a second one ends it); then drop the rest."""
+        stdio = self.stdio
+        if stdio is None:
+            return
+        with anyio.CancelScope() as scope:
+            self._drain_scope = scope
+            if self.signal_code is not None:
+                scope.deadline = anyio.current_time() + io_.DRAIN_AFTER_SIGNAL
+            await stdio.drain()
+        self._drain_scope = None
+        stdio.close()
 
     async def shutdown(self) -> None:
         """After all activity is cancelled: scene stop, project stop, close everything."""
         self.shutting_down = True
+        if self.stdio is not None:
+            self.stdio.hold_back = False  # the shutdown must get through: nothing waits
         for t in list(self.timers):
             t.evt_cancel()
         with anyio.CancelScope() as scope:
@@ -964,15 +1002,21 @@ class Runtime:
         with receiver as signals:
             async for signum in signals:
                 code = signal_exit_code(signum)
+                drain = self._drain_scope
                 if self.signal_code is None:
                     self.signal_code = code
                     if self.verbose:
                         self.log(f"evt: {signal.Signals(signum).name}: shutting down")
                     self.done.set()
+                    if drain is not None:  # output still draining after a normal end
+                        drain.deadline = min(drain.deadline,
+                                             anyio.current_time() + io_.DRAIN_AFTER_SIGNAL)
                 else:  # a second signal: stop waiting for anything
                     scope = getattr(self, "_shutdown_scope", None)
                     if scope is not None:
                         scope.cancel()
+                    if drain is not None:
+                        drain.cancel()
 
     # ------------------------------------------------------------ standard input
 

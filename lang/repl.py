@@ -43,7 +43,7 @@ from .errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError
 from .interpreter import Installed, Runtime, SceneInfo
 from .parser import parse_repl
 from .runtime import AssertFailed, Inv, shutdown_signals, signal_exit_code
-from .stdio import read_lines
+from .stdio import Stdio, owes, read_lines, settle
 from .values import to_repr
 
 SOURCE = "<repl>"
@@ -310,6 +310,8 @@ class Repl:
                 self.running = None
         if scope_.cancelled_caught:
             self.err("cancelled")
+        if owes():  # it printed into a full buffer: the next input waits for room
+            await settle()
         return not rt.done.is_set()
 
     # ------------------------------------------------------------ commands
@@ -497,7 +499,9 @@ def cmd_repl(opts: Any) -> int:
 
     builtins = stdlib.load()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    rt = Runtime(builtins=builtins, verbose=opts.verbose, trace=opts.trace, repl=True)
+    # at a terminal, prompt_toolkit's patch_stdout takes the output; piped, lang.stdio does
+    rt = Runtime(builtins=builtins, verbose=opts.verbose, trace=opts.trace, repl=True,
+                 stdio=None if interactive else Stdio())
     repl = Repl(rt, builtins, interactive)
 
     async def session() -> None:

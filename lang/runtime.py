@@ -14,10 +14,18 @@ from typing import Any
 
 import anyio.lowlevel
 
+from . import stdio
 from .ast import Span
 from .limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
 
-checkpoint = anyio.lowlevel.checkpoint
+
+async def checkpoint() -> None:
+    """A long loop's periodic yield. A loop that printed into a full output buffer waits
+    here for room (lang.stdio): the printing handler waits, nothing else does."""
+    if stdio.owes():
+        await stdio.settle()
+    else:
+        await anyio.lowlevel.checkpoint()
 
 
 def shutdown_signals() -> list[int]:

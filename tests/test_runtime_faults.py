@@ -7,13 +7,19 @@ wait is on an event (a line read, the process ending) under a hard timeout.
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
+import anyio
 import pytest
 from conftest import ENV_FOR_CLI, write
+from websockets.asyncio.client import connect
 
 WAIT = 60  # seconds: a hard bound on any one wait, far above what a busy machine needs
 
@@ -174,3 +180,175 @@ def test_stdin_is_read_only_as_fast_as_a_slow_handler_takes_it(tmp_path: Path) -
     assert peak - before < 100, (before, peak)
     assert proc.returncode == 143
     no_traceback(err)
+
+
+# ---------------------------------------------------------------- fault 3: a blocked stdout
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe already full: the first write to it blocks until someone reads."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for size in (65536, 1):
+        try:
+            while True:
+                os.write(w, b"." * size)
+        except BlockingIOError:
+            pass
+    os.set_blocking(w, True)
+    return r, w
+
+
+async def readline(stream: IO[bytes]) -> str:
+    """One line, read in a thread: the caller's fail_after bounds the wait."""
+    line = await anyio.to_thread.run_sync(stream.readline, abandon_on_cancel=True)
+    return line.decode()
+
+
+async def listening_url(stream: IO[bytes]) -> str:
+    """Read standard error up to the server's `listening on` line; its URL."""
+    while True:
+        line = await readline(stream)
+        assert line, "evt ended before it listened"
+        m = re.search(r"listening on (ws://\S+)", line)
+        if m:
+            return m.group(1)
+
+
+FLOOD_SERVER = """
+    server s { listen = "127.0.0.1:0" }
+    on project start { start s; print "started" }
+    on websocket receive s as m from p {
+        if m == "flood" {
+            print repeat("y", 1000000)
+            send p "flooded"
+        } else {
+            send p "echo ${m}"
+        }
+    }
+    on project stop { print "bye" }
+"""
+
+
+async def flood_then_echo(url: str) -> tuple[object, object]:
+    """Client A makes the server print 1 MB; then client B, new, gets 20 answers. The two
+    stay open; returns them."""
+    a = await connect(url)
+    await a.send("flood")
+    assert await a.recv() == "flooded"
+    b = await connect(url)
+    for i in range(20):
+        await b.send(f"m{i}")
+        assert await b.recv() == f"echo m{i}"
+    return a, b
+
+
+def test_a_blocked_stdout_stalls_no_client_and_sigterm_gets_through(tmp_path: Path) -> None:
+    """Standard output is a full pipe nobody reads: clients still connect and get answers,
+    SIGTERM still runs the shutdown (clients get 1001), and what could not be written is
+    told on standard error."""
+    path = write(tmp_path, FLOOD_SERVER)
+    r, w = full_pipe()
+    proc = popen(["run", str(path)], stdout=w)
+    os.close(w)
+    assert proc.stderr is not None
+
+    async def main() -> list[int | None]:
+        with anyio.fail_after(WAIT):
+            a, b = await flood_then_echo(await listening_url(proc.stderr))
+            proc.send_signal(signal.SIGTERM)
+            await a.wait_closed()
+            await b.wait_closed()
+            return [a.close_code, b.close_code]
+
+    try:
+        codes = anyio.run(main)
+        proc.wait(timeout=WAIT)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+    assert codes == [1001, 1001]
+    assert proc.returncode == 143
+    # everything printed is lost: "started\n", 1000000 y and a newline, "bye\n"
+    assert "evt: 1000013 bytes of standard output were lost" in err, err
+    no_traceback(err)
+
+
+def test_the_printing_client_waits_until_stdout_is_read(tmp_path: Path) -> None:
+    """The client whose handler filled the buffer is not served until standard output is
+    read; then it is, and nothing printed is lost or out of order."""
+    path = write(tmp_path, FLOOD_SERVER)
+    r, w = full_pipe()
+    proc = popen(["run", str(path)], stdout=w)
+    os.close(w)
+    assert proc.stderr is not None
+    read: list[bytes] = []
+    reader = threading.Thread(target=lambda: read.extend(iter(lambda: os.read(r, 65536), b"")))
+
+    async def main() -> None:
+        with anyio.fail_after(WAIT):
+            a, b = await flood_then_echo(await listening_url(proc.stderr))
+            await a.send("after")  # waits in evt: A's handler printed into a full buffer
+            reader.start()  # now standard output is read
+            assert await a.recv() == "echo after"
+            await a.close()
+            await b.close()
+            proc.send_signal(signal.SIGTERM)
+
+    try:
+        anyio.run(main)
+        proc.wait(timeout=WAIT)
+        reader.join(timeout=WAIT)
+        err = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+    assert proc.returncode == 143
+    out = b"".join(read).lstrip(b".")
+    assert out == b"started\n" + b"y" * 1000000 + b"\nbye\n"
+    assert "lost" not in err
+    no_traceback(err)
+
+
+BAD_HANDLER = """
+    server s { listen = "127.0.0.1:0" }
+    on project start { start s; print address(s) }
+    on websocket receive s as m from p {
+        send p "echo ${m}"
+        let n = len(5)
+    }
+"""
+
+
+def test_a_blocked_stderr_stalls_no_client(tmp_path: Path) -> None:
+    """Standard error is a full pipe: each message's runtime error goes to a buffer, the
+    answers still come, SIGTERM still ends the program."""
+    path = write(tmp_path, BAD_HANDLER)
+    r, w = full_pipe()
+    proc = popen(["run", str(path)], stderr=w)
+    os.close(w)
+    assert proc.stdout is not None
+
+    async def main() -> None:
+        with anyio.fail_after(WAIT):
+            address = (await readline(proc.stdout)).strip()
+            async with connect(f"ws://{address}/") as c:
+                for i in range(50):
+                    await c.send(f"m{i}")
+                    assert await c.recv() == f"echo m{i}"
+            proc.send_signal(signal.SIGTERM)
+
+    try:
+        anyio.run(main)
+        proc.wait(timeout=WAIT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+    assert proc.returncode == 143
