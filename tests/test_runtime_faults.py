@@ -352,3 +352,17 @@ def test_a_blocked_stderr_stalls_no_client(tmp_path: Path) -> None:
             proc.wait()
         os.close(r)
     assert proc.returncode == 143
+
+
+def test_a_line_of_stdin_over_16_mib_comes_in_pieces(tmp_path: Path) -> None:
+    """Decided: a line longer than 16 MiB is handled in pieces (memory stays bounded), with
+    one warning; \\r\\n ends a line as \\n does; bytes that are not UTF-8 read as U+FFFD."""
+    path = write(tmp_path, 'on input as line { print len(line), line == "ok\\u{fffd}" }\n')
+    big = 17 * 1024 * 1024
+    proc = popen(["run", str(path)], stdin=subprocess.PIPE)
+    out, err = proc.communicate(b"x" * big + b"\nok\xff\r\n", timeout=WAIT)
+    assert proc.returncode == 0
+    assert out.decode().splitlines() == [f"{16 * 1024 * 1024} false", f"{1024 * 1024} false",
+                                         "3 true"]
+    assert err.decode().count("longer than 16777216 bytes: it is handled in pieces") == 1
+    no_traceback(err.decode())
