@@ -43,6 +43,16 @@ def finish(proc: subprocess.Popen) -> tuple[str, str]:
         err.decode() if isinstance(err, bytes) else err or ""
 
 
+def line_of(stream: IO[bytes]) -> bytes:
+    """One line from a child's pipe, read in a thread under the hard timeout."""
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(stream.readline()), daemon=True)
+    t.start()
+    t.join(WAIT)
+    assert got, f"no line within {WAIT}s"
+    return got[0]
+
+
 def no_traceback(err: str) -> None:
     assert "Traceback" not in err
     assert "internal error" not in err
@@ -68,7 +78,7 @@ def test_signal_ends_two_change_handlers_feeding_each_other(tmp_path: Path, sign
     proc = popen(["run", str(path)])
     assert proc.stdout is not None
     try:
-        assert proc.stdout.readline() == b"started\n"
+        assert line_of(proc.stdout) == b"started\n"
         proc.send_signal(signum)
     finally:
         out, err = finish(proc)
@@ -92,7 +102,7 @@ def test_sighup_runs_the_shutdown_as_sigterm_does(tmp_path: Path) -> None:
     proc = popen(["run", str(path)], stdin=subprocess.PIPE)
     assert proc.stdout is not None
     try:
-        assert proc.stdout.readline() == b"ready\n"
+        assert line_of(proc.stdout) == b"ready\n"
         proc.send_signal(signal.SIGHUP)
     finally:
         out, err = finish(proc)
@@ -108,11 +118,11 @@ def test_sighup_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
                  preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     assert proc.stdout is not None and proc.stdin is not None
     try:
-        assert proc.stdout.readline() == b"ready\n"
+        assert line_of(proc.stdout) == b"ready\n"
         proc.send_signal(signal.SIGHUP)  # pending before the line below can be read
         proc.stdin.write(b"after\n")
         proc.stdin.flush()
-        assert proc.stdout.readline() == b"got after\n"
+        assert line_of(proc.stdout) == b"got after\n"
     finally:  # communicate closes stdin: the end of input ends the program
 
         out, err = finish(proc)
@@ -127,7 +137,7 @@ def test_sighup_ends_a_repl_session_with_the_shutdown() -> None:
     try:
         proc.stdin.write(b'on project stop { print "stopped" }\nprint "ready"\n')
         proc.stdin.flush()
-        assert proc.stdout.readline() == b"ready\n"
+        assert line_of(proc.stdout) == b"ready\n"
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(timeout=WAIT) == 129
     finally:
@@ -165,13 +175,13 @@ def test_stdin_is_read_only_as_fast_as_a_slow_handler_takes_it(tmp_path: Path) -
     proc = popen(["run", str(path)], stdin=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdin is not None
     try:
-        assert proc.stdout.readline() == b"ready\n"
+        assert line_of(proc.stdout) == b"ready\n"
         before = memory_mb(proc.pid, "VmRSS")
         for _ in range(400):
             proc.stdin.write(line)
         proc.stdin.write(b"END\n")
         proc.stdin.flush()
-        assert proc.stdout.readline() == b"all 401\n"
+        assert line_of(proc.stdout) == b"all 401\n"
         peak = memory_mb(proc.pid, "VmHWM")
         proc.send_signal(signal.SIGTERM)
     finally:
@@ -366,3 +376,31 @@ def test_a_line_of_stdin_over_16_mib_comes_in_pieces(tmp_path: Path) -> None:
                                          "3 true"]
     assert err.decode().count("longer than 16777216 bytes: it is handled in pieces") == 1
     no_traceback(err.decode())
+
+
+def test_after_a_normal_end_a_signal_cuts_the_wait_for_a_blocked_stdout(tmp_path: Path
+                                                                         ) -> None:
+    """Decided: after a normal end evt waits for standard output to take what is buffered
+    (nothing is dropped while it might still be read); a signal cuts that wait short."""
+    path = write(tmp_path, """
+        on project start { print repeat("x", 1000000); exit 0 }
+        on project stop { let marker = len(5) }
+    """)
+    r, w = full_pipe()
+    proc = popen(["run", str(path)], stdout=w)
+    os.close(w)
+    assert proc.stderr is not None
+    try:
+        line = line_of(proc.stderr).decode()  # the marker: the shutdown has begun
+        assert "runtime error" in line, line
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=WAIT)
+        err = line + proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(r)
+    assert proc.returncode == 143
+    assert "evt: 1000001 bytes of standard output were lost" in err, err
+    no_traceback(err)
