@@ -7,6 +7,11 @@
   codes, signals, stdin).
 - Every async test runs under a hard timeout (`anyio.fail_after` in run_evt, pytest-timeout
   around each test); no test sleeps to wait for something.
+- Deterministic on a busy machine: a test waits on an event (an output line, a message, a
+  flag in the script) under a generous hard limit, never for a short time in which something
+  should have happened; no test asserts an upper bound on elapsed time (a lower bound only
+  where a timer guarantees it). A new test passes five runs in a row beside two CPU-bound
+  processes (`python3 -c 'while 1: pass'`) before it lands.
 - In-process tests run on asyncio (EVT_TEST_LOOP=uvloop: on uvloop); `evt` in a subprocess
   runs on its default, uvloop (EVT_LOOP=asyncio: on asyncio). CI runs both combinations.
 """
@@ -46,7 +51,7 @@ class Result:
 
 async def run_evt(source: str, *, tmp_path: Path | None = None, name: str = "test.evt",
                   args: tuple[str, ...] = (), sets: dict[str, Any] | None = None,
-                  timeout: float = 15, verbose: bool = False, trace: bool = False) -> Result:
+                  timeout: float = 30, verbose: bool = False, trace: bool = False) -> Result:
     """Parse, check and run a script in-process. Check errors give code 3 and the
     diagnostics in err, as the CLI would."""
     import stdlib
@@ -81,7 +86,7 @@ ENV_FOR_CLI = dict(os.environ)
 ENV_FOR_CLI["PYTHONPATH"] = str(ROOT) + os.pathsep + ENV_FOR_CLI.get("PYTHONPATH", "")
 
 
-def run_cli(args: list[str], *, input: str | None = None, timeout: float = 30,
+def run_cli(args: list[str], *, input: str | None = None, timeout: float = 60,
             cwd: Path | None = None, env: dict[str, str] | None = None) -> Result:
     """`python -m lang ARGS` in a subprocess."""
     full_env = dict(ENV_FOR_CLI)

@@ -311,7 +311,7 @@ def test_fail_fast_ends_the_program_at_the_first_error(tmp_path: Path, fault: st
         }}
         on project stop {{ print "stopping" }}
     """)
-    r = run_cli(["run", "--fail-fast", str(path)], timeout=20)
+    r = run_cli(["run", "--fail-fast", str(path)])
     assert r.code == 1
     assert message in r.err and "Traceback" not in r.err
     assert r.out.splitlines() == (["stopping"] if "runtime" in message
@@ -337,7 +337,7 @@ def test_on_input_reads_piped_lines_and_ends_at_eof(tmp_path: Path) -> None:
         }
         on project stop { print "lines", count }
     """)
-    r = run_cli(["run", str(path)], input="a\nbb\n\nlast", timeout=20)
+    r = run_cli(["run", str(path)], input="a\nbb\n\nlast")
     assert r.code == 0
     assert r.out.splitlines() == ["got a 1", "got bb 2", "got  0", "got last 4", "lines 4"]
     assert r.err == ""
@@ -348,7 +348,7 @@ def test_on_input_with_empty_stdin(tmp_path: Path) -> None:
         on input { print "never" }
         on project stop { print "stop" }
     """)
-    r = run_cli(["run", str(path)], input="", timeout=20)
+    r = run_cli(["run", str(path)], input="")
     assert r.code == 0
     assert r.out.splitlines() == ["stop"]
 
@@ -361,7 +361,7 @@ def test_input_lines_are_handled_in_order_even_when_a_handler_waits(tmp_path: Pa
             print "end", line
         }
     """)
-    r = run_cli(["run", str(path)], input="1\n2\n3\n", timeout=20)
+    r = run_cli(["run", str(path)], input="1\n2\n3\n")
     assert r.out.splitlines() == ["begin 1", "end 1", "begin 2", "end 2", "begin 3", "end 3"]
 
 
@@ -383,7 +383,7 @@ def test_signal_ends_the_program_and_runs_project_stop(tmp_path: Path, signum: i
         assert proc.stdout is not None
         assert proc.stdout.readline() == "tick\n"
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -405,7 +405,7 @@ def test_sigint_interrupts_a_busy_loop(tmp_path: Path) -> None:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "looping\n"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -427,7 +427,7 @@ def test_closed_stdout_ends_quietly(tmp_path: Path, source: str) -> None:
         first = proc.stdout.readline()
         assert first in ("line\n", "0\n")
         proc.stdout.close()
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
         err = proc.stderr.read()
     finally:
         if proc.poll() is None:

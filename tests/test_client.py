@@ -28,7 +28,10 @@ from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.anyio
 
-T = 10  # seconds: the hard limit on any wait in this file
+T = 30  # seconds: the hard limit on any wait in this file
+# An `expect` waiting for a message that comes uses `within 20s` (under run_evt's hard limit,
+# so that a miss still shows its `else`); one that must give up for a reason other than its
+# timeout uses `within 600s`, beyond the hard limit: giving up on the timer fails the test.
 
 
 def script(source: str, port: int) -> str:
@@ -312,12 +315,12 @@ async def test_expect_sees_a_reply_that_raced_ahead_and_does_not_consume_it(tmp_
             on project start { start c }
             on websocket start c {
                 send c "one"
-                expect c as e within 2s
+                expect c as e within 20s
                 print "first", e
                 send c "ping"
                 wait 150ms           # the reply arrives while this handler is busy
                 print "between"
-                expect c as m within 2s else { print "missed" }
+                expect c as m within 20s else { print "missed" }
                 print "second", m
                 stop c
             }
@@ -342,7 +345,7 @@ async def test_expect_where_skips_messages_that_do_not_match(tmp_path: Any) -> N
             on project start { start c }
             on websocket start c {
                 send c "go"
-                expect c json as m where m.id == 2 within 2s
+                expect c json as m where m.id == 2 within 20s
                 print "expected", m.v
             }
             on websocket receive c json as r {
@@ -358,7 +361,7 @@ async def test_expect_where_skips_messages_that_do_not_match(tmp_path: Any) -> N
 async def test_expect_timeout_runs_else_with_null(tmp_path: Any) -> None:
     rec = Recorder()
     async with ws_server(rec.record) as port:
-        t0 = time.monotonic()
+        t0 = time.monotonic()  # a lower bound only: the timer never fires early
         r = await run_evt(script("""
             connection c { url = "ws://127.0.0.1:PORT/" }
             on project start { start c }
@@ -372,7 +375,7 @@ async def test_expect_timeout_runs_else_with_null(tmp_path: Any) -> None:
         elapsed = time.monotonic() - t0
     assert (r.code, r.err) == (0, "")
     assert r.lines == ["timeout null", "after null"]
-    assert 0.2 <= elapsed < 5
+    assert elapsed >= 0.2
 
 
 async def test_expect_timeout_without_else_is_a_runtime_error(tmp_path: Any) -> None:
@@ -389,7 +392,7 @@ async def test_expect_timeout_without_else_is_a_runtime_error(tmp_path: Any) -> 
                 print "next handler"
                 stop c
             }
-        """, port), tmp_path=tmp_path, timeout=8)
+        """, port), tmp_path=tmp_path)
     assert r.code == 1
     assert r.lines == ["next handler"]
     assert "runtime error" in r.err
@@ -405,20 +408,17 @@ async def test_expect_gives_up_when_the_connection_ends(tmp_path: Any) -> None:
         await ws.close(4000, "bye")
 
     async with ws_server(handler) as port:
-        t0 = time.monotonic()
         r = await run_evt(script("""
             connection c { url = "ws://127.0.0.1:PORT/" }
             on project start { start c }
             on websocket start c {
                 send c "x"
-                expect c as m within 2s else { print "else", m, connected(c) }
+                expect c as m within 600s else { print "else", m, connected(c) }
             }
             on websocket stop c as C { print "stop", C.code }
-        """, port), tmp_path=tmp_path)
-        elapsed = time.monotonic() - t0
+        """, port), tmp_path=tmp_path)  # (its hard limit ends a wait for the timeout)
     assert (r.code, r.err) == (0, "")
     assert r.lines == ["else null false", "stop 4000"]
-    assert elapsed < 1.5
 
 
 
@@ -435,11 +435,11 @@ async def test_expect_without_else_says_why_it_gave_up(tmp_path: Any) -> None:
             connection never { url = "ws://127.0.0.1:PORT/" }
             on project start {
                 start c
-                expect never as m within 2s
+                expect never as m within 600s
             }
             on websocket start c {
                 send c "x"
-                expect c as m within 2s
+                expect c as m within 600s
             }
         """, port), tmp_path=tmp_path)
     assert r.code == 1
@@ -467,7 +467,7 @@ async def test_a_message_the_where_condition_cannot_judge_does_not_match(tmp_pat
             on project start { start c }
             on websocket start c {
                 send c "go"
-                expect c json as r where r.id == 1 within 2s else { print "else" }
+                expect c json as r where r.id == 1 within 20s else { print "else" }
                 print "got", r
                 expect c json as q where q.nope == 1 within 100ms else { print "else", q }
                 stop c
@@ -724,7 +724,6 @@ async def raw_server(greeting: bytes = b"", headers: bytes = b"") -> AsyncIterat
 
 async def test_server_that_never_answers_pings(tmp_path: Any) -> None:
     async with raw_server() as srv:
-        t0 = time.monotonic()
         r = await run_evt(script("""
             connection c {
                 url = "ws://127.0.0.1:PORT/"
@@ -736,8 +735,7 @@ async def test_server_that_never_answers_pings(tmp_path: Any) -> None:
             on websocket start c { print "started" }
             on websocket error c as E { print "error", E }
             on websocket stop c as C { print "stop", C.code, C.clean }
-        """, srv.port), tmp_path=tmp_path, timeout=8)
-        elapsed = time.monotonic() - t0
+        """, srv.port), tmp_path=tmp_path)
         with anyio.fail_after(T):
             await srv.eof.wait()  # and then the client dropped TCP
     assert (r.code, r.err) == (0, "")
@@ -746,7 +744,6 @@ async def test_server_that_never_answers_pings(tmp_path: Any) -> None:
     assert r.lines == ["started", "error c: no pong within 0.1s; closing with 1011 "
                        "(internal error)", "stop 1011 false"]
     assert srv.opcodes() == [0x9, 0x8]  # one ping, then the close frame
-    assert elapsed < 0.1 + 0.1 + 0.2 + 2.0
 
 
 async def test_server_that_ignores_our_close(tmp_path: Any) -> None:
@@ -760,13 +757,13 @@ async def test_server_that_ignores_our_close(tmp_path: Any) -> None:
                 print "stopped", monotonic() - t0
             }
             on websocket stop c as C { print "stop", C.code, C.clean }
-        """, srv.port), tmp_path=tmp_path, timeout=8)
+        """, srv.port), tmp_path=tmp_path)
         with anyio.fail_after(T):
             await srv.eof.wait()
     assert (r.code, r.err) == (0, "")
     assert len(r.lines) == 2
     word, seconds = r.lines[0].split()
-    assert word == "stopped" and 0.15 <= float(seconds) < 1.5
+    assert word == "stopped" and float(seconds) >= 0.15  # it waited for close_timeout
     assert r.lines[1] == "stop 1006 false"
     assert srv.opcodes() == [0x8]
 
@@ -783,7 +780,7 @@ async def test_greeting_in_the_same_segment_as_the_handshake_response(tmp_path: 
                 print "got", m
                 if type(m) == "bytes" { stop c }
             }
-        """, srv.port), tmp_path=tmp_path, timeout=2)
+        """, srv.port), tmp_path=tmp_path)
     assert (r.code, r.err) == (0, "")
     assert r.lines == ["got welcome", 'got b"\\x01"']
 
@@ -801,17 +798,17 @@ async def test_expect_in_the_start_handler_sees_a_greeting_that_came_first(
             connection c { url = "ws://127.0.0.1:PORT/"; close_timeout = 100ms }
             on project start { start c }
             on websocket start c {
-                expect c as hi within 2s else { print "missed the greeting" }
+                expect c as hi within 20s else { print "missed the greeting" }
                 print "start saw", hi
             }
             on websocket receive c as m {
                 if m == "begin" {
-                    expect c as n where n != "begin" within 2s else { print "missed next" }
+                    expect c as n where n != "begin" within 20s else { print "missed next" }
                     print "receive saw", n
                     stop c
                 }
             }
-        """, srv.port), tmp_path=tmp_path, timeout=8)
+        """, srv.port), tmp_path=tmp_path)
     assert (r.code, r.err) == (0, "")
     assert r.lines == ["start saw hello", "receive saw next"]
 
@@ -892,7 +889,7 @@ async def test_a_reply_to_a_frame_that_came_with_the_handshake_goes_out_at_once(
                 print "got", m
                 if m == "done" { stop c } else { send c m }
             }
-        """, srv.port), tmp_path=tmp_path, timeout=3)
+        """, srv.port), tmp_path=tmp_path)
         tg.cancel_scope.cancel()
     assert (r.code, r.err) == (0, "")
     assert r.lines == ["got hi", "got done"]
@@ -1014,7 +1011,7 @@ async def test_stop_then_start_makes_exactly_one_new_connection(
             on websocket stop c as C { print "stop", C.code, connected(c) }
             on websocket error c as E { print "error", E }
         """.replace("RECONNECT", str(reconnect).lower()).replace("WHERE", f'"{where}"'), port),
-            tmp_path=tmp_path, timeout=8)
+            tmp_path=tmp_path)
         with anyio.fail_after(T):
             for rec in recorders:
                 await rec.closed.wait()
@@ -1070,7 +1067,9 @@ async def test_a_url_that_cannot_be_sent_is_an_error_event(tmp_path: Any) -> Non
 async def test_keepalive_does_not_fail_a_peer_while_our_handlers_hold_reading_back(
         tmp_path: Any) -> None:
     """With max_queue messages waiting, reading pauses (backpressure): the pongs are not
-    read, and keep-alive failed a healthy server with 1011."""
+    read, and keep-alive failed a healthy server with 1011. Each handler holds reading back
+    for twice ping_timeout; ping_timeout is long enough for a busy machine's pong when
+    reading goes on (at 50 ms, a late pong after the last message failed a healthy peer)."""
     rec = Recorder()
 
     async def handler(ws: ServerConnection) -> None:
@@ -1083,12 +1082,12 @@ async def test_keepalive_does_not_fail_a_peer_while_our_handlers_hold_reading_ba
             connection c {
                 url = "ws://127.0.0.1:PORT/"
                 ping_interval = 50ms
-                ping_timeout = 50ms
+                ping_timeout = 300ms
                 max_queue = 1
             }
             on project start { start c }
             on websocket receive c as m {
-                wait 250ms
+                wait 600ms
                 print "got", m
                 if m == "4" { stop c }
             }

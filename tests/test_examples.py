@@ -57,4 +57,4 @@ def test_the_server_examples_serve_the_client_examples(tmp_path: Path) -> None:
                            'got {"id":7,"op":"ping"}', "closed with 1000"]
     finally:
         server.terminate()
-        assert server.wait(timeout=15) == 143
+        assert server.wait(timeout=60) == 143

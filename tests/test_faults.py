@@ -48,7 +48,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-T = 10  # seconds: the hard limit on a single wait in this file
+T = 30  # seconds: the hard limit on a single wait in this file
+# No figure of time is asserted or counted as passed with an upper bound (a busy machine can
+# stretch any of them): what must happen is waited for under a hard limit; a lower bound is
+# checked only where a timer guarantees it. The times are reported, for RELIABILITY.md.
 KiB = 1024
 MiB = 1024 * 1024
 _RAW_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
@@ -574,8 +577,10 @@ async def test_decompression_bomb_against_the_client_role(tmp_path: Path) -> Non
 
 
 async def test_slowloris_stalled_handshakes_are_dropped(tmp_path: Path) -> None:
-    timeout = 1.0
-    source = ECHO_REPORTING % "handshake_timeout = 1s\n max_clients = 1000"
+    # long enough for 200 connects and a normal client's echo before the first drop, on a
+    # busy machine too (at 1 s that window was the machine's speed)
+    timeout = 5.0
+    source = ECHO_REPORTING % "handshake_timeout = 5s\n max_clients = 1000"
     count = 200
     async with evt_process(tmp_path, source, "-v") as srv:
         url = await srv.url()
@@ -593,8 +598,8 @@ async def test_slowloris_stalled_handshakes_are_dropped(tmp_path: Path) -> None:
 
         async with anyio.create_task_group() as tg:
             for i in range(count):
+                since = time.monotonic()  # before the server could start its timer
                 stream = await anyio.connect_tcp("127.0.0.1", port)
-                since = time.monotonic()
                 if i % 2:  # half send a request that never ends, half send nothing
                     await stream.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
                 tg.start_soon(stall, i, stream, since)
@@ -609,14 +614,14 @@ async def test_slowloris_stalled_handshakes_are_dropped(tmp_path: Path) -> None:
                 all_dropped_after = time.monotonic() - last_connected
                 await ws.send("still here")
                 second_echo = await recv(ws)
-        drops = srv.err.lines(r"^srv: dropped \S+: handshake not finished within 1s$")
+        drops = srv.err.lines(r"^srv: dropped \S+: handshake not finished within 5s$")
         exit_code, _ = await srv.terminate()
 
     latencies = sorted(dropped_after.values()) or [float("nan")]
-    in_time = [x for x in latencies if timeout - 0.1 <= x <= timeout + 5]
+    in_time = [x for x in latencies if x >= timeout - 0.05]  # dropped, and not too early
     passed = len(in_time)
     report(f"slowloris ({count} stalled handshakes: {count // 2} silent, {count // 2} partial "
-           "request; handshake_timeout 1s)", count, passed,
+           f"request; handshake_timeout {timeout:g}s)", count, passed,
            f"{len(dropped_after)} dropped by the server ({len(drops)} logged), each "
            f"{latencies[0]:.2f}s..{latencies[-1]:.2f}s after connecting; all gone "
            f"{all_dropped_after:.2f}s after the last connect; a normal client echoed "
@@ -696,8 +701,9 @@ async def test_max_clients_503_and_descriptors_come_back(tmp_path: Path) -> None
 
 
 async def test_half_open_peer_is_dropped_by_keepalive(tmp_path: Path) -> None:
-    interval, ping_timeout, close_timeout = 0.3, 0.3, 0.5
-    source = ECHO_REPORTING % ("ping_interval = 300ms\n ping_timeout = 300ms\n"
+    # ping_timeout: the healthy client beside must answer within it, on a busy machine too
+    interval, ping_timeout, close_timeout = 0.3, 2.0, 0.5
+    source = ECHO_REPORTING % ("ping_interval = 300ms\n ping_timeout = 2s\n"
                                " close_timeout = 500ms")
     async with evt_process(tmp_path, source) as srv:
         port = await srv.port()
@@ -706,10 +712,9 @@ async def test_half_open_peer_is_dropped_by_keepalive(tmp_path: Path) -> None:
             await srv.out.wait_for(r"^start 1$")
             stream, _, rest = await raw_handshake(port)  # then never reads nor writes
             started = time.monotonic()
-            errors = await srv.out.wait_for(r"^error 2 (.*)$",
-                                            timeout=interval + ping_timeout + 2 + T)
+            errors = await srv.out.wait_for(r"^error 2 (.*)$", timeout=interval + ping_timeout + T)
             error_after = time.monotonic() - started
-            await srv.out.wait_for(r"^stop 2 1011 false$", timeout=close_timeout + 2 + T)
+            await srv.out.wait_for(r"^stop 2 1011 false$", timeout=close_timeout + T)
             stop_after = time.monotonic() - started
             code, seen, eof = await Frames(stream, rest).until_close()
             await stream.aclose()
@@ -718,19 +723,16 @@ async def test_half_open_peer_is_dropped_by_keepalive(tmp_path: Path) -> None:
             healthy_dropped = srv.out.lines(r"^(error|stop) 1 ")
         exit_code, _ = await srv.terminate()
 
-    error_bound = interval + ping_timeout + 2
-    stop_bound = interval + ping_timeout + close_timeout + 2
-    passed = (code == 1011 and eof and error_after < error_bound and stop_after < stop_bound
-              and alive and not healthy_dropped)
-    report("half-open peer (handshake done, then silent; ping_interval 300ms, "
-           "ping_timeout 300ms, close_timeout 500ms)", 1, int(passed),
+    passed = code == 1011 and eof and alive and not healthy_dropped
+    report(f"half-open peer (handshake done, then silent; ping_interval {interval * 1000:g}ms, "
+           f"ping_timeout {ping_timeout:g}s, close_timeout {close_timeout * 1000:g}ms)", 1,
+           int(passed),
            f"error event after {error_after:.2f}s, stop 1011 after {stop_after:.2f}s "
-           f"(bounds {error_bound:.1f}s / {stop_bound:.1f}s); the peer saw "
+           f"(due after {interval + ping_timeout:.1f}s / "
+           f"{interval + ping_timeout + close_timeout:.1f}s); the peer saw "
            f"{seen.count(0x9)} ping(s), close {code}, then TCP closed; a healthy client beside "
            "it kept its connection")
     assert "pong" in errors[0][1] and "1011" in errors[0][1], errors[0][1]
-    assert error_after < error_bound
-    assert stop_after < stop_bound
     assert code == 1011 and eof
     assert alive and not healthy_dropped, srv.out.text
     assert exit_code == 143
@@ -968,6 +970,7 @@ async def test_sigterm_with_a_hundred_clients(tmp_path: Path) -> None:
     source = """
         server srv {
             listen = "127.0.0.1:0"
+            close_timeout = 600s  # an exit that waited for it would reach the hard limit
         }
         on project start { start srv }
         on websocket receive srv as m from p { send p m }
@@ -1008,7 +1011,6 @@ async def test_sigterm_with_a_hundred_clients(tmp_path: Path) -> None:
            "no traceback")
     assert codes == [(1001, "")] * count
     assert exit_code == 143
-    assert exited_after < 5, exited_after
     assert srv.out.text.splitlines() == [f"project stop {count}"]
     srv.assert_clean_stderr()
 
@@ -1045,7 +1047,7 @@ async def test_sigterm_while_a_slow_peer_is_being_cut_off(tmp_path: Path) -> Non
             srv.proc.send_signal(signal.SIGTERM)  # within close_timeout of the 1008
             fast_closed = await closed_code(fast)
             try:
-                exit_code: int | None = await srv.exited(close_timeout + 5)
+                exit_code: int | None = await srv.exited(close_timeout + T)
             except TimeoutError:
                 exit_code = None
             exited_after = time.monotonic() - started

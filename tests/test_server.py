@@ -40,7 +40,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 pytestmark = pytest.mark.anyio
 
-T = 10  # seconds: the hard limit on a single wait in this file
+T = 30  # seconds: the hard limit on a single wait in this file (no test times itself)
 
 LISTENING = re.compile(r"^(\w+): listening on (wss?)://(\S+):(\d+)/$")
 
@@ -116,7 +116,7 @@ class Running:
 
 
 @asynccontextmanager
-async def serving(source: str, tmp_path: Path, *, timeout: float = 30,
+async def serving(source: str, tmp_path: Path, *, timeout: float = 2 * T,
                   name: str = "test.evt") -> AsyncIterator[Running]:
     """Run an evt script in this process beside the `async with` body. Leaving the block
     waits (within `timeout` for the whole) for the script to end; `run.result` then holds
@@ -674,6 +674,7 @@ async def test_abrupt_disconnect_fires_stop_1006_and_serving_goes_on(tmp_path: P
 STOPPING = """
     server srv {
         listen = "127.0.0.1:0"
+        close_timeout = 600s  # a stop that waited for it would reach the test's hard limit
     }
     on project start { start srv }
     on websocket start srv from p { send p "id ${p.id}" }
@@ -701,22 +702,20 @@ STOP_WAYS = {
     "timer", "queued", "inline",
 ])
 async def test_stop_server_gives_1001_to_all(tmp_path: Path, how: str) -> None:
-    """`stop srv`: every client gets 1001 and a clean close handshake at once, the stop
-    events say so, and with nothing left listening the program ends by itself."""
+    """`stop srv`: every client gets 1001 and a clean close handshake at once (not after
+    close_timeout, which is longer than the hard limit here), the stop events say so, and
+    with nothing left listening the program ends by itself."""
     async with serving(STOPPING.replace("RECEIVE", STOP_WAYS[how]), tmp_path) as run:
         url = await run.url()
         async with client(url) as a, client(url) as b, client(url) as c:
             ids = [str(await recv(x)).split()[1] for x in (a, b, c)]
-            started = time.monotonic()
             await b.send("stop")
             for x in (a, b, c):
                 assert await closed_code(x) == (1001, "")
         res = await run.wait()
-        elapsed = time.monotonic() - started
     assert res.code == 0, res.err
     assert sorted(res.lines[:3]) == sorted(f'stop {i} 1001 "" true' for i in ids)
     assert res.lines[3:] == ["project stop null"]
-    assert elapsed < 2, f"stop took {elapsed:.1f}s (close_timeout is 5s)"
 
 
 async def test_exit_closes_every_peer_with_1001(tmp_path: Path) -> None:
@@ -740,15 +739,9 @@ async def test_exit_closes_every_peer_with_1001(tmp_path: Path) -> None:
                 assert await recv(x) == "hi"
             await a.send("quit")
             await run.wait()
-            # the program has ended: every client must have had its close frame by now
-            codes: list[tuple[int | None, str]] = []
-            for x in (a, b, c):
-                with anyio.move_on_after(0.5):
-                    await closed_code(x)
-                rcvd = x.protocol.close_rcvd
-                codes.append((rcvd.code, rcvd.reason) if rcvd else (None, ""))
-                if rcvd is None:
-                    x.transport.abort()  # do not wait for a server that is gone
+            # the program has ended: every client must have had its close frame by now (the
+            # server is gone, so each connection ends; had no close frame come, at its EOF)
+            codes = [await closed_code(x) for x in (a, b, c)]
     assert run.result.code == 0
     assert run.result.lines == ["project stop 3"]  # peers are open during `on project stop`
     assert codes == [(1001, "")] * 3
@@ -788,12 +781,13 @@ async def test_ten_thousand_messages_in_order(tmp_path: Path, path: str) -> None
         async with client(await run.url()) as ws:
             for i in range(n):
                 await ws.send(json.dumps({"seq": i, "last": i == n - 1, "pad": "x" * (i % 50)}))
-            assert json.loads(await recv(ws, timeout=20)) == {"count": n, "bad": 0}
+            assert json.loads(await recv(ws, timeout=2 * T)) == {"count": n, "bad": 0}
         res = await run.wait()
     assert res.code == 0, res.err
     assert res.lines == [f"count {n} bad 0"]
 
 
+@pytest.mark.timeout(6 * T)  # (pytest-timeout) 10,000 round trips, both ends in this process
 async def test_two_hundred_clients_fifty_round_trips_each(tmp_path: Path) -> None:
     source = """
         server srv {
@@ -819,36 +813,35 @@ async def test_two_hundred_clients_fifty_round_trips_each(tmp_path: Path) -> Non
     """
     clients, rounds = 200, 50
     wrong: list[str] = []
-    async with serving(source, tmp_path, timeout=40) as run:
+    # hard limits only (how fast is bench/run.py's question, not this test's), and long ones:
+    # on a machine busy with other work 200 handshakes at once took more than 30 s
+    async with serving(source, tmp_path, timeout=5 * T) as run:
         url = await run.url()
 
         async def one(i: int) -> None:
-            async with client(url) as ws:
+            async with client(url, open_timeout=4 * T) as ws:
                 for k in range(rounds):
                     message = f"client {i} round {k}" if k % 2 else f"{i}:{k}".encode()
                     await ws.send(message)
-                    echo = await recv(ws, timeout=25)
+                    echo = await recv(ws, timeout=4 * T)
                     if echo != message:
                         wrong.append(f"{i}/{k}: {echo!r}")
 
-        started = time.monotonic()
-        with anyio.fail_after(25):
+        with anyio.fail_after(4 * T):
             async with anyio.create_task_group() as tg:
                 for i in range(clients):
                     tg.start_soon(one, i)
-        elapsed = time.monotonic() - started
         res = await run.wait()
     assert not wrong, wrong[:5]
     assert res.code == 0, res.err
     assert res.lines == [f"served {clients * rounds}"]
-    assert elapsed < 20, f"{clients * rounds} round trips took {elapsed:.1f}s"
 
 
 async def test_handshake_timeout_drops_a_silent_client(tmp_path: Path) -> None:
     source = """
         server srv {
             listen = "127.0.0.1:0"
-            handshake_timeout = 300ms
+            handshake_timeout = 2s  # the normal client's handshake must fit in it
         }
         on project start { start srv }
         on websocket start srv from p { print "start", p.id }
@@ -859,10 +852,10 @@ async def test_handshake_timeout_drops_a_silent_client(tmp_path: Path) -> None:
     """
     async with serving(source, tmp_path) as run:
         port = await run.port()
+        started = time.monotonic()  # before the server could start either timer
         silent = await anyio.connect_tcp("127.0.0.1", port)
         partial = await anyio.connect_tcp("127.0.0.1", port)
         await partial.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
-        started = time.monotonic()
         async with client(await run.url()) as ws:  # a normal client is not held up
             await ws.send("hello")
             assert await recv(ws) == "hello"
@@ -876,7 +869,7 @@ async def test_handshake_timeout_drops_a_silent_client(tmp_path: Path) -> None:
             assert await recv(ws) == "still open"
             await ws.send("quit")
             assert (await closed_code(ws))[0] == 1001
-    assert 0.25 <= elapsed < 3, elapsed
+    assert elapsed >= 2 - 0.05, elapsed  # not before handshake_timeout (uvloop's clock: ms)
     res = run.result
     assert res.code == 0, res.err
     assert len(res.lines) == 1 and res.lines[0].startswith("start ")  # one peer only

@@ -797,7 +797,7 @@ def test_base64_round_trip_matches_python() -> None:
 # Each test failed before its fix.
 
 
-def _evt(source: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def _evt(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a script with `evt run` in a subprocess that is killed after `timeout` seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "t.evt")

@@ -46,7 +46,10 @@ from lang.transport import (
 pytestmark = pytest.mark.anyio
 
 ROLES = ["client", "server"]
-T = 5  # seconds: the hard limit on any wait in this file
+T = 30  # seconds: the hard limit on any wait in this file
+# No test asserts an upper bound on elapsed time (a busy machine can stretch any of them):
+# a test of a timeout waits on its event under the hard limit, and asserts a lower bound only
+# where the timer guarantees it.
 
 
 # ---------------------------------------------------------------- in-memory streams
@@ -151,7 +154,9 @@ async def connected(*, client_limits: Limits | None = None, server_limits: Limit
 
 
 def limits(**kw: Any) -> Limits:
-    base = {"ping_interval": 0, "close_timeout": 1.0}
+    # close_timeout: long enough for a busy machine's answer to a close frame (a test of the
+    # timeout sets its own, short one)
+    base = {"ping_interval": 0, "close_timeout": 10.0}
     base.update(kw)
     return Limits(**base)
 
@@ -297,8 +302,8 @@ async def test_frames_in_the_same_read_as_the_handshake_response() -> None:
             client = await _client_handshake(cs, ClientOptions(url="ws://mem/", limits=limits()),
                                              "mem", 80, False, "/")
             tg.start_soon(client.run, got)
-            with anyio.move_on_after(1):
-                await got.wait_for(2)
+            # nothing more comes: a client that waited for more bytes never delivers them
+            await got.wait_for(2)
             assert got.items == ["welcome", b"\x01"]
             tg.cancel_scope.cancel()
 
@@ -455,7 +460,7 @@ async def test_close_timeout_drops_a_peer_that_ignores_our_close(role: str, read
             assert (ev.code, ev.reason) == (1000, "leaving")
             assert await raw.at_eof()  # and then TCP was dropped
     assert closed == Closed(1006, "", False)
-    assert 0.15 <= elapsed < 0.2 + 1.0
+    assert elapsed >= 0.15  # it waited for close_timeout (0.2 s)
     assert ws.stream.closed
 
 
@@ -470,12 +475,9 @@ async def test_close_timeout_bounds_close_when_the_peer_stopped_reading(role: st
             tg.start_soon(ws.run, Collector())
             for part in (b"x" * 1000, b"y" * 1000, b"z" * 1000):
                 assert ws.enqueue(part)  # the pipe holds one chunk: the flusher blocks
-            t0 = anyio.current_time()
-            closed = await ws.close()
-            elapsed = anyio.current_time() - t0
+            closed = await ws.close()  # (it hung: the hard limit fails that)
     assert closed == Closed(1006, "", False)
     assert ws.stream.closed
-    assert elapsed < 0.3 + 0.15  # close_timeout, not twice that
 
 
 async def test_client_drops_tcp_itself_when_the_server_does_not() -> None:
@@ -488,11 +490,8 @@ async def test_client_drops_tcp_itself_when_the_server_does_not() -> None:
             await raw.send(CloseConnection(code=1001, reason="going"))
             ev = await raw.until(CloseConnection)
             assert ev.code == 1001
-            t0 = anyio.current_time()
             assert await raw.at_eof()  # the server never closed: the client did
-            elapsed = anyio.current_time() - t0
     assert ws.closed == Closed(1001, "going", True)
-    assert 0.1 <= elapsed < 1.2
     assert p.close_order == ["client"]
 
 
@@ -734,9 +733,8 @@ async def test_keepalive_fails_1011_when_no_pong_comes(role: str) -> None:
     assert ping.payload == b"evt"
     assert (await raw.until(CloseConnection)).code == 1011
     assert p.failures[role] == ["no pong within 0.05s; closing with 1011 (internal error)"]
-    assert failed_at[0] - t0 < 0.05 + 0.05 + 0.15
+    assert failed_at[0] - t0 >= 0.05 + 0.05 - 0.005  # not before ping_interval + ping_timeout
     assert closed == Closed(1011, "no pong within 0.05s", False)
-    assert anyio.current_time() - t0 < 0.05 + 0.05 + 0.1 + 0.5
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -749,8 +747,7 @@ async def test_keepalive_fails_1011_when_the_peer_stopped_reading(role: str) -> 
     else:
         p = await connected(client_limits=limits(), server_limits=mine, buffer=1)
     ws = p.end(role)
-    t0 = anyio.current_time()
-    with anyio.fail_after(2):
+    with anyio.fail_after(T):  # (it never failed: the hard limit fails that)
         async with anyio.create_task_group() as tg:
             ws.spawn = tg.start_soon
             for part in (b"x" * 1000, b"y" * 1000, b"z" * 1000):
@@ -759,12 +756,11 @@ async def test_keepalive_fails_1011_when_the_peer_stopped_reading(role: str) -> 
             closed = await ws.run(Collector())
     assert p.failures[role] == ["no pong within 0.05s; closing with 1011 (internal error)"]
     assert closed.code == 1011 and not closed.clean
-    assert anyio.current_time() - t0 < 0.05 + 0.05 + 0.1 + 0.5
 
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_keepalive_keeps_an_answering_peer(role: str) -> None:
-    p = await pair_for(role, ping_interval=0.01, ping_timeout=0.2)
+    p = await pair_for(role, ping_interval=0.01, ping_timeout=T)  # no pong may be late
     ws = p.end(role)
     pings = 0
     five = anyio.Event()
@@ -985,7 +981,8 @@ async def test_close_lets_a_reader_held_back_by_backpressure_read_the_answer(rol
 async def test_a_missed_pong_while_reading_was_paused_does_not_fail(role: str) -> None:
     """Keep-alive must not blame the peer for a pong we did not read because our own
     backpressure held the reader back; once reading goes on, pongs count again."""
-    p = await pair_for(role, ping_interval=0.02, ping_timeout=0.05)
+    # the first round waits out ping_timeout; the second needs its pong within it
+    p = await pair_for(role, ping_interval=0.02, ping_timeout=1.0)
     ws, other = p.end(role), p.other(role)
     go_on = anyio.Event()
     held = anyio.Event()
