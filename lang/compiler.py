@@ -24,6 +24,7 @@ from . import ast as A
 from . import ops
 from .ast import Span
 from .errors import EvtRuntimeError, Frame
+from .limits import MAX_RESULT
 from .runtime import (
     MAX_DEPTH,
     AssertFailed,
@@ -31,7 +32,7 @@ from .runtime import (
     FuncCell,
     checkpoint,
 )
-from .values import to_str
+from .values import brief, to_str
 
 if TYPE_CHECKING:
     from .interpreter import Runtime
@@ -704,7 +705,7 @@ class Compiler:
         def check(c: Any) -> int | None:
             if c is not None and (type(c) is not int or not 0 <= c <= 255):
                 raise EvtRuntimeError(f"an exit code must be an int from 0 to 255, got "
-                                      f"{to_str(c)}", span)
+                                      f"{brief(c)}", span)
             return c
 
         if ca:
@@ -771,14 +772,15 @@ class Compiler:
                 parts.append(((lambda fr, s=p: s), False))
             else:
                 parts.append(self.expr(p))
+        span = e.span
         if any(a for _, a in parts):
             async def interp_async(fr: list) -> str:
-                return "".join([to_str(await _ev(f, a, fr)) for f, a in parts])
+                return _joined([await _ev(f, a, fr) for f, a in parts], span)
             return interp_async, True
         fns = [f for f, _ in parts]
 
         def interp(fr: list) -> str:
-            return "".join([to_str(f(fr)) for f in fns])
+            return _joined([f(fr) for f in fns], span)
         return interp, False
 
     def e_ListLit(self, e: A.ListLit) -> Compiled:
@@ -1040,6 +1042,21 @@ def msg_timeout(rt: Runtime, target: Any, seconds: float) -> str:
 
 def _short(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else round(seconds, 3)
+
+
+def _joined(values: list, span: Span) -> str:
+    """The text of an interpolation: its parts shown and joined, at most MAX_RESULT
+    characters (a string doubled forty times by "${s}${s}" was a MemoryError)."""
+    try:
+        texts = [v if type(v) is str else to_str(v) for v in values]
+    except EvtRuntimeError as e:  # a value too large to show: point at this string
+        e.span = span
+        raise
+    size = sum(map(len, texts))
+    if size > MAX_RESULT:
+        raise EvtRuntimeError(f"the string is too large: {size:,} characters (the most is "
+                              f"{MAX_RESULT:,})", span)
+    return "".join(texts)
 
 
 def _range_of(range_fn: Fn, args: list, span: Span) -> Any:

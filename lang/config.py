@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .values import type_name
+from .values import brief, type_name
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def problem(role: str, key: str, value: Any) -> str | None:
     if key == "listen":
         return _listen_problem(value)
     if key == "port" and not 0 < value < 65536:
-        return f"'port' must be between 1 and 65535, got {value}"
+        return f"'port' must be between 1 and 65535, got {brief(value)}"
     if key in ("subprotocols", "origins") and not all(
             type(x) is str or (key == "origins" and x is None) for x in value):
         return f"'{key}' must be a list of strings"

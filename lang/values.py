@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import EvtRuntimeError
+from .limits import MAX_INT_DIGITS, int_too_long
 
 _NAMES: dict[type, str] = {
     type(None): "null", bool: "bool", int: "int", float: "float", str: "string",
@@ -69,13 +70,30 @@ def bytes_literal(b: bytes) -> str:
     return 'b"' + "".join(out) + '"'
 
 
+TOO_LONG = (f"an int of more than {MAX_INT_DIGITS} digits is too long to show in decimal "
+            "(hex(n) shows it in base 16)")
+
+
 def int_text(v: int) -> str:
-    """An int in decimal, however long (Python refuses str() past 4,300 digits; Decimal's
-    conversion has no such limit and is fast)."""
+    """An int in decimal. More than MAX_INT_DIGITS digits is a runtime error, as in Python:
+    the conversion takes time quadratic in the length, during which nothing else runs."""
+    if int_too_long(v):
+        raise EvtRuntimeError(TOO_LONG)
     try:
         return str(v)
-    except ValueError:
+    except ValueError:  # Python's own limit set lower (PYTHONINTMAXSTRDIGITS): still fast
         return str(Decimal(v))
+
+
+def brief(v: Any) -> str:
+    """A value as a message shows it: to_str, except that what is too large to show is named
+    by what it is ("an int of more than 4300 digits")."""
+    if type(v) is int and int_too_long(v):
+        return f"(an int of more than {MAX_INT_DIGITS} digits)"
+    try:
+        return to_str(v)
+    except EvtRuntimeError:
+        return f"({a_type(v)} too large to show)"
 
 
 def to_str(v: Any) -> str:

@@ -1,0 +1,239 @@
+"""The limits of the language (lang/limits.py): what a script or a peer can make evt build or
+convert is bounded, and going past a bound is a runtime error or a diagnostic in evt's words,
+never a freeze, a MemoryError or a traceback. Also: what the loader takes as a source file.
+
+Every script runs as the real command line (`python -m lang`) in a subprocess: a freeze is
+seen from outside (a hard timeout on the run, never a time measured), signals are real, and
+the memory of a run that builds large values is bounded by RLIMIT_AS, so that the code
+before a fix fails with a MemoryError instead of taking the machine's memory.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ENV_FOR_CLI, Result, write
+from test_faults import evt_process
+from test_server import client, recv
+
+T = 60  # seconds: the hard limit on one run (each ends in about a second)
+MEMORY = 4 * 1024 ** 3  # bytes of address space for a run that builds large values
+
+
+def _limited_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
+def evt(tmp_path: Path, source: str, *, command: str = "run", memory: bool = False) -> Result:
+    path = write(tmp_path, source)
+    proc = subprocess.run([sys.executable, "-m", "lang", command, str(path)],
+                          capture_output=True, text=True, timeout=T, cwd=tmp_path,
+                          env=ENV_FOR_CLI, preexec_fn=_limited_memory if memory else None)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def in_handler(body: str) -> str:
+    return "on project start {\n" + body + "\n}\n"
+
+
+def assert_ends(r: Result, code: int, *messages: str) -> None:
+    """Exit `code`, each message in stderr, nothing of Python's own."""
+    assert r.code == code, f"exit {r.code}, expected {code}\nstdout: {r.out[:2000]}\n" \
+                           f"stderr: {r.err[:3000]}"
+    for word in ("Traceback", "internal error", "MemoryError", 'File "', "sys.set_int"):
+        assert word not in r.err, f"{word!r} in stderr:\n{r.err[-3000:]}"
+    for m in messages:
+        assert m in r.err, f"{m!r} not in stderr:\n{r.err[:3000]}"
+
+
+# ---------------------------------------------------------------- fault 5: huge ints
+
+
+HEX_10M = "f" * 10_000_000
+
+
+def test_a_hex_literal_of_ten_million_digits_is_a_diagnostic(tmp_path: Path) -> None:
+    """It was read in a moment, and then `k + 1` took many minutes to print, deaf to
+    SIGTERM. Now the literal is refused, as a decimal one of that length is."""
+    r = evt(tmp_path, in_handler(f"let k = 0x{HEX_10M}\nprint k + 1"))
+    assert_ends(r, 3, "test.evt:2:9: error: a number literal of 10,000,000 digits is too "
+                      "long (the most is 4300)")
+    assert len(r.err) < 2000  # the literal is not shown whole
+
+
+def test_hex_literals_take_as_many_digits_as_decimal_ones(tmp_path: Path) -> None:
+    r = evt(tmp_path, in_handler(f"print len(hex(0x{'f' * 4300}))\nprint 0x{'9' * 3000} > 0"))
+    assert_ends(r, 0)
+    assert r.lines == ["4300", "true"]
+    r = evt(tmp_path, in_handler(f"print 0x{'f' * 4301}"))
+    assert_ends(r, 3, "a number literal of 4,301 digits is too long (the most is 4300)")
+
+
+def test_int_of_a_long_hex_string_is_a_runtime_error(tmp_path: Path) -> None:
+    r = evt(tmp_path, in_handler(
+        f'print int("0x{"f" * 4300}") > 0\n'
+        f'print int("0x{"f" * 4301}")'))
+    assert_ends(r, 1, "test.evt:3:7: runtime error: int: too many digits: 4,301 (the most "
+                      "is 4300)")
+    assert r.lines == ["true"]
+    r = evt(tmp_path, in_handler(f'print float("-0x{"f" * 5000}")'))
+    assert_ends(r, 1, "runtime error: float: too many digits: 5,000 (the most is 4300)")
+
+
+@pytest.mark.parametrize("show", ['print n', 'print "n is ${n}"', 'print str(n)',
+                                  'print [n]', 'print {k: n}', 'print format("%d", n)'])
+def test_an_int_of_more_than_4300_digits_is_not_shown(tmp_path: Path, show: str) -> None:
+    """Python refuses str() past 4300 digits; evt printed such ints through Decimal, in time
+    quadratic in their length (7.6 s for one of 600 KB of hex digits)."""
+    r = evt(tmp_path, in_handler(f"let n = pow(10, 4300) - 1\n{show}\nn = n + 1\n{show}"))
+    assert_ends(r, 1, "test.evt:5:", "4300 digits")
+    assert r.out.count("9" * 4300) == 1  # the largest int of 4300 digits is shown
+
+
+def test_the_error_names_hex_as_the_way_to_show_a_huge_int(tmp_path: Path) -> None:
+    r = evt(tmp_path, in_handler('let n = pow(10, 5000)\nprint len(hex(n))\nprint "${n}"'))
+    assert_ends(r, 1, "test.evt:4:7: runtime error: an int of more than 4300 digits is too "
+                      "long to show in decimal (hex(n) shows it in base 16)")
+    assert r.lines == ["4153"]
+
+
+@pytest.mark.parametrize(("statement", "message"), [
+    ("print xs[n]", "index (an int of more than 4300 digits) is out of range for a list"),
+    ("xs[n] = 1", "index (an int of more than 4300 digits) is out of range for a list"),
+    ('print "ab"[n]', "index (an int of more than 4300 digits) is out of range for a string"),
+    ("print {}[n]", "no key (an int of more than 4300 digits) in this map"),
+    ("exit n", "an exit code must be an int from 0 to 255, got (an int of more than 4300 "
+               "digits)"),
+    ("wait -n", "wait needs a non-negative duration, got (an int of more than 4300 digits)"),
+])
+def test_a_huge_int_in_an_error_message(tmp_path: Path, statement: str, message: str) -> None:
+    """`xs[n]` with such an int was an internal error: its message put n in an f-string."""
+    r = evt(tmp_path, in_handler(f"let xs = [1]\nlet n = pow(10, 5000)\n{statement}"))
+    assert_ends(r, 1, "test.evt:4:", message)
+
+
+def test_a_huge_port_is_a_check_error_in_words(tmp_path: Path) -> None:
+    r = evt(tmp_path, f'connection c {{ url = "ws://127.0.0.1/"; port = 0x{"f" * 4300} }}\n'
+                      "on project start { start c }\n")
+    assert_ends(r, 3, "'port' must be between 1 and 65535, got (an int of more than 4300 "
+                      "digits)")
+
+
+STOPPABLE = """
+every 1h { }
+on project start {
+    print "ready"
+    let n = int("0x" + repeat("f", 10000000))
+    print "${n + 1}"
+}
+"""
+
+
+@pytest.mark.anyio
+async def test_a_script_computing_a_huge_int_stops_on_sigterm(tmp_path: Path) -> None:
+    """10M hex digits made into an int and printed ignored SIGTERM for many minutes (one C
+    call). Now int() refuses them at once: the error is reported, the timer keeps the
+    program alive, and SIGTERM ends it as usual."""
+    async with evt_process(tmp_path, STOPPABLE) as child:
+        await child.out.wait_for("^ready$", timeout=T)
+        await child.err.wait_for("runtime error: int: too many digits", timeout=T)
+        child.proc.send_signal(signal.SIGTERM)
+        code = await child.exited(timeout=T)
+    assert code == 143, child.err.text[-3000:]
+    child.assert_clean_stderr()
+
+
+FREEZER = """
+server srv {
+    listen = "127.0.0.1:0"
+    max_message = 8MiB
+}
+on project start { start srv }
+on websocket receive srv as msg from p {
+    if len(msg) > 1000 {
+        print "big number from", p.id
+        send p "${int(msg) + 1}"
+    } else {
+        send p msg
+    }
+}
+"""
+
+
+@pytest.mark.anyio
+async def test_a_huge_number_from_one_client_does_not_freeze_the_others(tmp_path: Path) -> None:
+    """One 600 KB hex number sent to `"${int(msg) + 1}"` froze every client for 7.6 s (the
+    time grows with the square of the length: 3 MB here would be minutes). Now that handler
+    gets a runtime error at once and the other client's echo comes back."""
+    async with evt_process(tmp_path, FREEZER) as child:
+        url = await child.url("srv")
+        async with client(url, max_size=None) as first, client(url) as second:
+            await first.send("0x" + "f" * 3_000_000)
+            await child.out.wait_for("^big number from 1$", timeout=T)
+            await second.send("still there?")
+            assert await recv(second, timeout=T) == "still there?"
+            await child.err.wait_for(r"serve\.evt:10:19: runtime error: int: too many digits: "
+                                     r"3,000,000 \(the most is 4300\)", timeout=T)
+            await first.send("and you?")
+            assert await recv(first, timeout=T) == "and you?"
+        child.proc.send_signal(signal.SIGTERM)
+        assert await child.exited(timeout=T) == 143
+    child.assert_clean_stderr()
+
+
+# ---------------------------------------------------------------- fault 9: sizes of '+'
+
+
+@pytest.mark.parametrize(("start", "double", "unit"), [
+    ('"ab"', "s = s + s", "characters"),
+    ("b\"ab\"", "s = s + s", "bytes"),
+    ("[1, 2]", "s = s + s", "items"),
+    ('"ab"', 's = "${s}${s}"', "characters"),
+])
+def test_doubling_forty_times_is_a_runtime_error(tmp_path: Path, start: str, double: str,
+                                                 unit: str) -> None:
+    """It was a MemoryError labelled "internal error ... a bug in evt" (here the memory is
+    limited to 4 GiB; without a limit it took the machine's memory first). repeat, join and
+    format already refused results over 100 Mi."""
+    r = evt(tmp_path, in_handler(f"let s = {start}\nfor i in range(40) {{ {double} }}"),
+            memory=True)
+    what = "the string is too large" if "${" in double else "the result of '+' is too large"
+    assert_ends(r, 1, f"{what}: 134,217,728 {unit} (the most is 104,857,600)")
+    assert re.search(r"test\.evt:3:\d+: runtime error: ", r.err), r.err
+
+
+def test_adding_up_to_the_limit_works(tmp_path: Path) -> None:
+    r = evt(tmp_path, in_handler(
+        'let s = repeat("x", 52428800)\nprint len(s + s)\nprint len(s + s + "y")'), memory=True)
+    assert_ends(r, 1, "test.evt:4:17: runtime error: the result of '+' is too large: "
+                      "104,857,601 characters (the most is 104,857,600)")
+    assert r.lines == ["104857600"]
+
+
+# ---------------------------------------------------------------- float overflow
+
+
+@pytest.mark.parametrize(("expr", "op"), [
+    ("1e308 * 10", "*"), ("1e308 + 1e308", "+"), ("-1e308 - 1e308", "-"), ("1e308 / 0.1", "/"),
+    ("x * 10", "*"), ("10 * x", "*"), ("x + pow(10, 308)", "+"),
+])
+def test_float_overflow_is_a_runtime_error(tmp_path: Path, expr: str, op: str) -> None:
+    """As pow(10.0, 400) is: the result was inf, silently."""
+    r = evt(tmp_path, in_handler(f"let x = 1e308\nprint {expr}"))
+    assert_ends(r, 1, f"runtime error: the result of '{op}' is too large for a float")
+    assert re.search(r"test\.evt:3:\d+: runtime error", r.err), r.err
+
+
+def test_inf_in_gives_inf_out(tmp_path: Path) -> None:
+    """Only an overflow is an error: arithmetic on inf goes on as in every language."""
+    r = evt(tmp_path, in_handler('let inf = float("inf")\nprint inf * 2, inf + 1, -inf - 1, '
+                                 'inf / 2, inf - inf, 1e307 * 2 / 4'))
+    assert_ends(r, 0)
+    assert r.lines == ["inf inf -inf inf nan 5e+306"]
+
