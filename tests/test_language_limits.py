@@ -10,6 +10,7 @@ before a fix fails with a MemoryError instead of taking the machine's memory.
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import signal
@@ -237,3 +238,91 @@ def test_inf_in_gives_inf_out(tmp_path: Path) -> None:
     assert_ends(r, 0)
     assert r.lines == ["inf inf -inf inf nan 5e+306"]
 
+
+# ---------------------------------------------------------------- fault 10: source files
+
+
+# first in the environment, so that a diagnostic showing the start of /proc/self/environ
+# would show it
+ENV_WITH_SECRET = {"EVT_TEST_SECRET": "do-not-print-me", **ENV_FOR_CLI}
+
+
+def cli(tmp_path: Path, *args: str) -> Result:
+    """`python -m lang ARGS` with its memory bounded, so that reading /dev/zero to the end
+    is a quick MemoryError, not the machine's memory."""
+    proc = subprocess.run([sys.executable, "-m", "lang", *args], capture_output=True,
+                          text=True, timeout=T, cwd=tmp_path, env=ENV_WITH_SECRET,
+                          stdin=subprocess.DEVNULL, preexec_fn=_limited_memory)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_refused(r: Result, code: int, message: str) -> None:
+    assert r.code == code, f"exit {r.code}, expected {code}\nstdout: {r.out[:2000]}\n" \
+                           f"stderr: {r.err[:3000]}"
+    for word in ("Traceback", "MemoryError", "KeyboardInterrupt", 'File "'):
+        assert word not in r.err, f"{word!r} in stderr:\n{r.err[-3000:]}"
+    assert message in r.err, r.err[:3000]
+
+
+NOT_SOURCES = {  # files named *.evt that are not source files: what the error says
+    "env.evt": "is not a source file: it is a file of the kernel (/proc or /sys), not a "
+               "script",
+    "zero.evt": "is not a source file: it is a character device",
+    "fifo.evt": "is not a source file: it is a named pipe (FIFO)",
+    "dir.evt": "is not a source file: it is a directory",
+    "nul.evt": "is not a source file: it holds a NUL byte (at offset 27)",
+    "latin1.evt": "is not a source file: it is not UTF-8 text (bad byte at offset 29)",
+    "huge.evt": "is not a source file: it is 104,857,601 bytes long (the most is "
+                "104,857,600)",
+}
+
+
+def _sources(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "env.evt").symlink_to("/proc/self/environ")
+    (tmp_path / "zero.evt").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo.evt")
+    (tmp_path / "dir.evt").mkdir()
+    (tmp_path / "nul.evt").write_bytes(b'on project start { print "a\0b" }\n')
+    (tmp_path / "latin1.evt").write_bytes(b'on project start { print "caf\xe9" }\n')
+    with open(tmp_path / "huge.evt", "wb") as f:  # sparse: no disk is used
+        f.truncate(100 * 1024 * 1024 + 1)
+    return NOT_SOURCES
+
+
+@pytest.mark.parametrize("name", list(NOT_SOURCES))
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_run_and_check_take_only_source_files(tmp_path: Path, command: str, name: str) -> None:
+    """/dev/zero was read until a MemoryError traceback, a FIFO hung for ever, and a link
+    to /proc/self/environ printed the environment in a syntax error."""
+    message = _sources(tmp_path)[name]
+    r = cli(tmp_path, command, name)
+    assert_refused(r, 2, f"evt: error: '{name}' {message}")
+    assert "do-not-print-me" not in r.err
+
+
+def test_imports_take_only_source_files(tmp_path: Path) -> None:
+    expected = _sources(tmp_path)
+    lines = [f'import "{name}"' for name in expected]
+    write(tmp_path, "\n".join([*lines, 'on project start { print "main" }', ""]), "main.evt")
+    r = cli(tmp_path, "run", "main.evt")
+    for line, (name, message) in enumerate(expected.items(), start=1):
+        assert_refused(r, 3, f"main.evt:{line}:8: error: '{name}' {message}")
+    assert f"{len(expected)} errors in main.evt" in r.err
+    assert "do-not-print-me" not in r.err and r.out == ""
+
+
+def test_a_link_to_a_source_file_is_followed(tmp_path: Path) -> None:
+    """Links are fine where they lead to a script (a checkout that links its libraries)."""
+    (tmp_path / "real").mkdir()
+    write(tmp_path / "real", 'func hello() { print "hello from lib" }\n', "lib.evt")
+    (tmp_path / "lib.evt").symlink_to(tmp_path / "real" / "lib.evt")
+    write(tmp_path, 'import "lib.evt"\non project start { hello() }\n', "main.evt")
+    (tmp_path / "link.evt").symlink_to(tmp_path / "main.evt")
+    r = cli(tmp_path, "run", "link.evt")
+    assert (r.code, r.out, r.err) == (0, "hello from lib\n", "")
+
+
+def test_an_empty_file_is_a_script_that_does_nothing(tmp_path: Path) -> None:
+    write(tmp_path, "", "empty.evt")
+    r = cli(tmp_path, "run", "empty.evt")
+    assert (r.code, r.out, r.err) == (0, "", "")
