@@ -33,7 +33,7 @@ def _limited_memory() -> None:
 
 def evt(tmp_path: Path, source: str, *, command: str = "run", memory: bool = False) -> Result:
     path = write(tmp_path, source)
-    proc = subprocess.run([sys.executable, "-m", "lang", command, str(path)],
+    proc = subprocess.run([sys.executable, "-m", "lang", command, path.name],
                           capture_output=True, text=True, timeout=T, cwd=tmp_path,
                           env=ENV_FOR_CLI, preexec_fn=_limited_memory if memory else None)
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -326,3 +326,75 @@ def test_an_empty_file_is_a_script_that_does_nothing(tmp_path: Path) -> None:
     write(tmp_path, "", "empty.evt")
     r = cli(tmp_path, "run", "empty.evt")
     assert (r.code, r.out, r.err) == (0, "", "")
+
+
+# ---------------------------------------------------------------- diagnostics (user trial)
+
+
+def diagnostics(tmp_path: Path, source: str) -> str:
+    """What `evt check` says of a script (exit 3 expected)."""
+    r = evt(tmp_path, source, command="check")
+    assert r.code == 3, (r.code, r.err)
+    return r.err
+
+
+CONNECTION = 'connection echo { url = "ws://127.0.0.1:1/" }\n'
+
+
+@pytest.mark.parametrize(("statement", "word", "keyword"), [
+    ("strat echo", "strat", "start"),
+    ('sned echo "hi"', "sned", "send"),
+    ("stpo echo", "stpo", "stop"),
+    ("expcet echo as r", "expcet", "expect"),
+    ('pirnt "x"', "pirnt", "print"),
+    ("retrun 1", "retrun", "return"),
+    ("whiel true { }", "whiel", "while"),
+    ("wiat 1s", "wiat", "wait"),
+    ("chnage scene x", "chnage", "change"),
+    ('echo "hi"', "echo", "print"),
+    ("var x = 1", "var", "let"),
+    ("let y = 0; stpo echo", "stpo", "stop"),
+])
+def test_a_misspelt_statement_keyword_is_named(tmp_path: Path, statement: str, word: str,
+                                               keyword: str) -> None:
+    """`strat echo` said "did you mean 'print'?" with the caret on 'echo' (the name of the
+    connection, which looks like the shell's echo)."""
+    err = diagnostics(tmp_path, CONNECTION + "on project start {\n    " + statement + "\n}\n")
+    col = 5 + statement.index(word)
+    lines = err.splitlines()
+    assert lines[0] == f"test.evt:3:{col}: error: unknown statement '{word}'; did you mean " \
+                       f"'{keyword}'?", err
+    assert lines[2] == " " * (col + 3) + "^", err  # under the first letter of the word
+
+
+@pytest.mark.parametrize(("word", "keyword"), [("brake", "break"), ("contnue", "continue"),
+                                               ("retrn", "return"), ("exti", "exit")])
+def test_a_misspelt_one_word_statement_is_named(tmp_path: Path, word: str, keyword: str
+                                                ) -> None:
+    """A lone word parses as an expression: the checker said "unknown name" and "this
+    expression's value is not used"."""
+    err = diagnostics(tmp_path, f"on project start {{\n    while true {{ {word} }}\n}}\n")
+    assert err.splitlines()[0] == f"test.evt:2:18: error: unknown statement '{word}'; did " \
+                                  f"you mean '{keyword}'?", err
+    assert "1 error in" in err
+
+
+def test_names_that_are_not_near_a_keyword_get_the_parser_s_words(tmp_path: Path) -> None:
+    err = diagnostics(tmp_path, CONNECTION + "on project start {\n    x = strat echo\n}\n")
+    assert err.splitlines()[0] == "test.evt:3:15: error: expected '}' or the end of the " \
+                                  "line, found the name 'echo'", err  # no 'print' for echo
+    err = diagnostics(tmp_path, "on project start {\n    foo bar\n}\n")
+    assert err.splitlines()[0] == "test.evt:2:9: error: expected '=', '}' or the end of the " \
+                                  "line, found the name 'bar'", err
+
+
+def test_certfile_on_a_connection_is_not_supported_yet(tmp_path: Path) -> None:
+    """It said "did you mean 'ca_file'?": a key with another meaning. Client certificates
+    are planned (SPEC §15)."""
+    err = diagnostics(tmp_path, 'connection c {\n    url = "wss://127.0.0.1:1/"\n'
+                                '    certfile = "c.pem"\n    keyfile = "k.pem"\n}\n')
+    assert "ca_file" not in err
+    for line, key in [(3, "certfile"), (4, "keyfile")]:
+        assert f"test.evt:{line}:5: error: connection key '{key}' is not supported yet: evt " \
+               "has no client certificates so far (on a server, 'certfile' and 'keyfile' " \
+               "serve wss)" in err, err
