@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import ENV_FOR_CLI, Result, write
 from test_faults import evt_process
-from test_server import client, recv
+from test_server import client, closed_code, recv
 
 T = 60  # seconds: the hard limit on one run (each ends in about a second)
 MEMORY = 4 * 1024 ** 3  # bytes of address space for a run that builds large values
@@ -398,3 +398,36 @@ def test_certfile_on_a_connection_is_not_supported_yet(tmp_path: Path) -> None:
         assert f"test.evt:{line}:5: error: connection key '{key}' is not supported yet: evt " \
                "has no client certificates so far (on a server, 'certfile' and 'keyfile' " \
                "serve wss)" in err, err
+
+
+TYPES = """
+connection c { url = "ws://127.0.0.1:1/" }
+server srv { listen = "127.0.0.1:0" }
+on project start { start srv }
+on websocket start srv from p {
+    let t = after 1h { }
+    let names = [type(null), type(true), type(1), type(1.5), type("s"), type(b"x"),
+                 type([]), type({}), type(p), type(t), type(c), type(srv)]
+    print "types:", join(names, " ")
+    cancel t
+    exit
+}
+"""
+
+
+@pytest.mark.anyio
+async def test_the_reference_names_every_type_that_type_gives(tmp_path: Path) -> None:
+    """docs/reference.md's row for type() left out `connection` and `server`."""
+    async with evt_process(tmp_path, TYPES) as child:
+        async with client(await child.url("srv")) as ws:
+            found = await child.out.wait_for("^types: (.*)$", timeout=T)
+            assert (await closed_code(ws, timeout=T))[0] == 1001  # exit's going away
+        assert await child.exited(timeout=T) == 0
+    given = found[0][1].split()
+    reference = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
+    row = re.search(r"^\| `type\(v\)` \| The name of the value's type: ([a-z ]+)\. \|$",
+                    reference, re.M)
+    assert row is not None
+    assert row[1].split() == given
+    table = re.findall(r"^\| [a-z]+ \| `([a-z]+)` \|", reference, re.M)  # §2's table
+    assert table == given
