@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import EvtRuntimeError
-from .limits import MAX_INT_DIGITS, int_too_long
+from .limits import MAX_INT_DIGITS, MAX_RESULT, int_too_long
 
 _NAMES: dict[type, str] = {
     type(None): "null", bool: "bool", int: "int", float: "float", str: "string",
@@ -335,11 +335,14 @@ JSON_LIMIT = 10_000_000  # elements in one JSON text
 
 
 def _json_size(v: Any) -> None:
-    """Refuse a value whose JSON would be endless (shared parts expand once per path)."""
+    """Refuse a value whose JSON would be endless (shared parts expand once per path), or
+    longer than MAX_RESULT characters (a list of a thousand copies of one 50 MB string was a
+    MemoryError)."""
     t = type(v)
     if t is not list and t is not dict:
         return
     left = JSON_LIMIT
+    chars = MAX_RESULT
     stack = [v]
     while stack:
         x = stack.pop()
@@ -347,11 +350,19 @@ def _json_size(v: Any) -> None:
         if left < 0:
             raise EvtRuntimeError(_endless(v, "the value is too large (more than 10 million "
                                               "elements)"))
+        if type(x) is dict:
+            chars -= sum(len(k) for k in x if type(k) is str)
         for y in (x if type(x) is list else x.values()):
-            if type(y) is list or type(y) is dict:
+            ty = type(y)
+            if ty is str:
+                chars -= len(y)
+            elif ty is list or ty is dict:
                 if len(stack) > 10_000:
                     raise EvtRuntimeError(_endless(v, "nested too deeply"))
                 stack.append(y)
+        if chars < 0:
+            raise EvtRuntimeError(f"cannot convert to JSON: the text would be more than "
+                                  f"{MAX_RESULT:,} characters")
 
 
 def _endless(v: Any, otherwise: str) -> str:

@@ -217,6 +217,21 @@ def test_adding_up_to_the_limit_works(tmp_path: Path) -> None:
     assert r.lines == ["104857600"]
 
 
+def test_json_of_many_copies_of_a_big_string_is_a_runtime_error(tmp_path: Path) -> None:
+    """A list of 1024 copies of one 50 MB string (10 doublings, each within the limit) made
+    json_stringify (and send) build 51 GB: a MemoryError ("json_stringify: " and nothing
+    more) under a memory limit, the machine's memory without one."""
+    r = evt(tmp_path, in_handler('let xs = [repeat("a", 50000000)]\n'
+                                 "for i in range(10) { xs = xs + xs }\n"
+                                 "print len(xs)\nprint len(json_stringify(xs))"), memory=True)
+    assert_ends(r, 1, "test.evt:5:11: runtime error: json_stringify: cannot convert to JSON: "
+                      "the text would be more than 104,857,600 characters")
+    assert r.lines == ["1024"]
+    r = evt(tmp_path, in_handler('let m = {}\nm[repeat("k", 60000000)] = repeat("v", 60000000)'
+                                 "\nprint len(json_stringify(m))"), memory=True)
+    assert_ends(r, 1, "the text would be more than 104,857,600 characters")
+
+
 # ---------------------------------------------------------------- float overflow
 
 
