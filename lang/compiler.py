@@ -24,7 +24,7 @@ from . import ast as A
 from . import ops
 from .ast import Span
 from .errors import EvtRuntimeError, Frame
-from .limits import MAX_RESULT
+from .limits import MAX_RESULT, PRODUCT_BITS_OK
 from .runtime import (
     MAX_DEPTH,
     AssertFailed,
@@ -1169,9 +1169,10 @@ def _fast_mul(left: Fn, right: Fn, slow: Fn, span: Span) -> Fn:
     def mul(fr: list) -> Any:
         a = left(fr)
         b = right(fr)
-        if type(a) is int and type(b) is int:
+        if type(a) is int and type(b) is int and \
+                a.bit_length() + b.bit_length() <= PRODUCT_BITS_OK:
             return a * b
-        return slow(a, b, span)
+        return slow(a, b, span)  # and its limit on the size of the product
     return mul
 
 

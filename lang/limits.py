@@ -33,6 +33,30 @@ MAX_INT_DIGITS = 4300
 _SURELY_TOO_LONG_BITS = int(MAX_INT_DIGITS / 0.30102999566398120) + 2
 _FIRST_TOO_LONG = 10 ** MAX_INT_DIGITS
 
+# An int that '*' or pow() computes has at most this many digits: past it, a runtime error
+# (and no multiplication is started that would pass it). Squaring a number again and again
+# doubles its length each time: the 28th squaring of 3 ran for over ten minutes in one C
+# call, deaf to SIGTERM.
+MAX_PRODUCT_DIGITS = 10_000
+# product bits at or below which a product surely has fewer digits (2**33000 < 10**9934):
+# the compiler's fast path multiplies without further checks up to here
+PRODUCT_BITS_OK = 33_000
+_FIRST_TOO_LARGE_PRODUCT = 10 ** MAX_PRODUCT_DIGITS
+# a product of ints of a and b bits is at least 2**(a + b - 2): from here it is too large
+_PRODUCT_BITS_TOO_LARGE = _FIRST_TOO_LARGE_PRODUCT.bit_length() + 1
+
+
+def product_too_large(a: int, b: int) -> bool:
+    """Whether a * b has more than MAX_PRODUCT_DIGITS digits (the product is computed only
+    when it cannot be much larger than that)."""
+    bits = a.bit_length() + b.bit_length()
+    if bits <= PRODUCT_BITS_OK:
+        return False
+    if bits - 2 >= _PRODUCT_BITS_TOO_LARGE:
+        return True
+    return abs(a * b) >= _FIRST_TOO_LARGE_PRODUCT
+
+
 # A string, bytes or list that an operation builds ('+', interpolation, repeat, join,
 # replace, format) has at most this many characters, bytes or items: past it, a runtime
 # error (a string doubled forty times was a MemoryError).

@@ -13,7 +13,7 @@ from typing import Any
 
 from .ast import Span
 from .errors import EvtRuntimeError
-from .limits import MAX_RESULT
+from .limits import MAX_PRODUCT_DIGITS, MAX_RESULT, product_too_large
 from .values import a_type, brief, contains, equals, type_name
 
 _NUM = (int, float)
@@ -82,6 +82,11 @@ def sub(a: Any, b: Any, span: Span) -> Any:
 
 
 def mul(a: Any, b: Any, span: Span) -> Any:
+    if type(a) is int and type(b) is int:
+        if product_too_large(a, b):
+            raise err(f"the result of '*' is too large: an int of more than "
+                      f"{MAX_PRODUCT_DIGITS:,} digits", span)
+        return a * b
     if _is_num(a) and _is_num(b):
         try:
             r = a * b

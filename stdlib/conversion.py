@@ -104,8 +104,7 @@ def bool_(v: Any) -> bool:
 
 @builtin("conversion")
 def type_(v: Any) -> str:
-    """The name of the value's type: null bool int float string bytes list map peer timer
-    connection server."""
+    """The name of the value's type: null bool int float string bytes list map peer timer connection server."""
     return type_name(v)
 
 

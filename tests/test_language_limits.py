@@ -126,6 +126,21 @@ def test_a_huge_port_is_a_check_error_in_words(tmp_path: Path) -> None:
                       "digits)")
 
 
+def test_squaring_again_and_again_is_a_runtime_error(tmp_path: Path) -> None:
+    """Each squaring doubles the length: the 28th squaring of 3 ran for over ten minutes in
+    one C call, deaf to SIGTERM. Now '*' refuses a product of more than 10,000 digits (the
+    limit of pow) before computing it."""
+    r = evt(tmp_path, in_handler("let x = 3\nlet n = 0\n"
+                                 "while true { x = x * x; n = n + 1 }"))
+    assert_ends(r, 1, "test.evt:4:20: runtime error: the result of '*' is too large: an int "
+                      "of more than 10,000 digits")
+    r = evt(tmp_path, in_handler("let a = pow(10, 5000)\n"
+                                 "print len(hex(a * (a - 1))), len(hex(a * 1000 * 1000))\n"
+                                 "print len(hex(a * a))"))
+    assert_ends(r, 1, "test.evt:4:17: runtime error: the result of '*' is too large")
+    assert r.lines == ["8305 4158"]
+
+
 STOPPABLE = """
 every 1h { }
 on project start {
