@@ -33,6 +33,9 @@ def _too_large(span: Span) -> EvtRuntimeError:
                span)
 
 
+_INF = math.inf
+
+
 def _overflow(r: Any, a: Any, b: Any, op: str, span: Span) -> Any:
     """r, the float result of a op b, unless it overflowed: inf from finite numbers is a
     runtime error, as pow(10.0, 400) is (Python's float arithmetic gives inf silently for
@@ -41,9 +44,6 @@ def _overflow(r: Any, a: Any, b: Any, op: str, span: Span) -> Any:
             and not (type(b) is float and math.isinf(b)):
         raise err(f"the result of '{op}' is too large for a float", span)
     return r
-
-
-_INF = math.inf
 
 
 def _too_long(a: Any, b: Any, span: Span) -> EvtRuntimeError:
