@@ -777,11 +777,7 @@ class Compiler:
             async def interp_async(fr: list) -> str:
                 return _joined([await _ev(f, a, fr) for f, a in parts], span)
             return interp_async, True
-        fns = [f for f, _ in parts]
-
-        def interp(fr: list) -> str:
-            return _joined([f(fr) for f in fns], span)
-        return interp, False
+        return _interp([f for f, _ in parts], span), False
 
     def e_ListLit(self, e: A.ListLit) -> Compiled:
         items = [self.expr(x) for x in e.items]
@@ -1044,19 +1040,75 @@ def _short(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else round(seconds, 3)
 
 
-def _joined(values: list, span: Span) -> str:
-    """The text of an interpolation: its parts shown and joined, at most MAX_RESULT
-    characters (a string doubled forty times by "${s}${s}" was a MemoryError)."""
-    try:
-        texts = [v if type(v) is str else to_str(v) for v in values]
-    except EvtRuntimeError as e:  # a value too large to show: point at this string
+# An interpolation's text is at most MAX_RESULT characters, checked before it is built (a
+# string doubled forty times by "${s}${s}" was a MemoryError). A value too large to show
+# (to_str's error has no span) points at the string. The common lengths are unrolled: an
+# interpolation is on the hot path of many handlers.
+
+
+def _too_long_text(size: int, span: Span) -> EvtRuntimeError:
+    return EvtRuntimeError(f"the string is too large: {size:,} characters (the most is "
+                           f"{MAX_RESULT:,})", span)
+
+
+def _at(e: EvtRuntimeError, span: Span) -> EvtRuntimeError:
+    if e.span is A.NOSPAN:
         e.span = span
-        raise
+    return e
+
+
+def _joined(values: list, span: Span) -> str:
+    try:
+        texts = [to_str(v) for v in values]
+    except EvtRuntimeError as e:
+        raise _at(e, span) from None
     size = sum(map(len, texts))
     if size > MAX_RESULT:
-        raise EvtRuntimeError(f"the string is too large: {size:,} characters (the most is "
-                              f"{MAX_RESULT:,})", span)
+        raise _too_long_text(size, span)
     return "".join(texts)
+
+
+def _interp(fns: list[Fn], span: Span) -> Fn:
+    if len(fns) == 1:  # "${x}": as long as what is shown
+        only = fns[0]
+
+        def interp1(fr: list) -> str:
+            try:
+                return to_str(only(fr))
+            except EvtRuntimeError as e:
+                raise _at(e, span) from None
+        return interp1
+    if len(fns) == 2:
+        a, b = fns
+
+        def interp2(fr: list) -> str:
+            try:
+                x = to_str(a(fr))
+                y = to_str(b(fr))
+            except EvtRuntimeError as e:
+                raise _at(e, span) from None
+            if len(x) + len(y) > MAX_RESULT:
+                raise _too_long_text(len(x) + len(y), span)
+            return x + y
+        return interp2
+    if len(fns) == 3:
+        a, b, c = fns
+
+        def interp3(fr: list) -> str:
+            try:
+                x = to_str(a(fr))
+                y = to_str(b(fr))
+                z = to_str(c(fr))
+            except EvtRuntimeError as e:
+                raise _at(e, span) from None
+            if len(x) + len(y) + len(z) > MAX_RESULT:
+                raise _too_long_text(len(x) + len(y) + len(z), span)
+            return x + y + z
+        return interp3
+
+    def interp(fr: list) -> str:
+        return _joined([f(fr) for f in fns], span)
+    return interp
 
 
 def _range_of(range_fn: Fn, args: list, span: Span) -> Any:

@@ -63,6 +63,11 @@ def product_too_large(a: int, b: int) -> bool:
 MAX_RESULT = 100 * 1024 * 1024
 
 
+# Python's own check is the fast one (str() of a small int pays nothing for it): make it
+# evt's, whatever PYTHONINTMAXSTRDIGITS says
+sys.set_int_max_str_digits(MAX_INT_DIGITS)
+
+
 def int_too_long(n: int) -> bool:
     """Whether an int has more than MAX_INT_DIGITS decimal digits (checked without turning
     a huge one into text)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
 from typing import Any
 
 from .errors import EvtRuntimeError
@@ -76,13 +75,12 @@ TOO_LONG = (f"an int of more than {MAX_INT_DIGITS} digits is too long to show in
 
 def int_text(v: int) -> str:
     """An int in decimal. More than MAX_INT_DIGITS digits is a runtime error, as in Python:
-    the conversion takes time quadratic in the length, during which nothing else runs."""
-    if int_too_long(v):
-        raise EvtRuntimeError(TOO_LONG)
+    the conversion takes time quadratic in the length, during which nothing else runs.
+    (lang.limits sets Python's own limit to MAX_INT_DIGITS, which str() checks at once.)"""
     try:
         return str(v)
-    except ValueError:  # Python's own limit set lower (PYTHONINTMAXSTRDIGITS): still fast
-        return str(Decimal(v))
+    except ValueError:
+        raise EvtRuntimeError(TOO_LONG) from None
 
 
 def brief(v: Any) -> str:
