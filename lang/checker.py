@@ -310,7 +310,8 @@ class Checker:
 
     def _s_ExprStmt(self, s: A.ExprStmt, body: _Body) -> None:
         e = s.expr
-        if isinstance(e, A.Name) and self._resolve(e.name, body) is None:
+        if isinstance(e, A.Name) and self._resolve(e.name, body) is None \
+                and e.name not in self.symbols.funcs and e.name not in self.builtins:
             close = difflib.get_close_matches(e.name, _BARE_STATEMENTS, n=1, cutoff=0.7)
             if close:  # `brake`, `contnue`: a statement keyword misspelt
                 self.error(e.span, f"unknown statement '{e.name}'; did you mean '{close[0]}'?")
