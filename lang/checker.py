@@ -309,7 +309,14 @@ class Checker:
                                "an element (xs[i], m[k]) or a field (m.k)")
 
     def _s_ExprStmt(self, s: A.ExprStmt, body: _Body) -> None:
-        self._expr(s.expr, body)
+        e = s.expr
+        if isinstance(e, A.Name) and self._resolve(e.name, body) is None \
+                and e.name not in self.symbols.funcs and e.name not in self.builtins:
+            close = difflib.get_close_matches(e.name, _BARE_STATEMENTS, n=1, cutoff=0.7)
+            if close:  # `brake`, `contnue`: a statement keyword misspelt
+                self.error(e.span, f"unknown statement '{e.name}'; did you mean '{close[0]}'?")
+                return
+        self._expr(e, body)
         if not isinstance(s.expr, A.Call) and body.kind != "repl" and not self.repl:
             self.error(s.span, "this expression's value is not used; did you mean 'print ...'?")
 
@@ -580,6 +587,10 @@ def _valid_close_code(code: Any) -> bool:
 def valid_close_code(code: Any) -> bool:
     """Close codes a script may send (RFC 6455 §7.4: 1004-1006 and 1015 are never sent)."""
     return _valid_close_code(code)
+
+
+# the statements that can be one word
+_BARE_STATEMENTS = ["break", "continue", "return", "exit", "print"]
 
 
 def _did_you_mean(name: str, names: Any) -> str:

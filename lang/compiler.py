@@ -24,6 +24,7 @@ from . import ast as A
 from . import ops
 from .ast import Span
 from .errors import EvtRuntimeError, Frame
+from .limits import MAX_RESULT, PRODUCT_BITS_OK
 from .runtime import (
     MAX_DEPTH,
     AssertFailed,
@@ -31,7 +32,7 @@ from .runtime import (
     FuncCell,
     checkpoint,
 )
-from .values import to_str
+from .values import brief, to_str
 
 if TYPE_CHECKING:
     from .interpreter import Runtime
@@ -704,7 +705,7 @@ class Compiler:
         def check(c: Any) -> int | None:
             if c is not None and (type(c) is not int or not 0 <= c <= 255):
                 raise EvtRuntimeError(f"an exit code must be an int from 0 to 255, got "
-                                      f"{to_str(c)}", span)
+                                      f"{brief(c)}", span)
             return c
 
         if ca:
@@ -771,15 +772,12 @@ class Compiler:
                 parts.append(((lambda fr, s=p: s), False))
             else:
                 parts.append(self.expr(p))
+        span = e.span
         if any(a for _, a in parts):
             async def interp_async(fr: list) -> str:
-                return "".join([to_str(await _ev(f, a, fr)) for f, a in parts])
+                return _joined([await _ev(f, a, fr) for f, a in parts], span)
             return interp_async, True
-        fns = [f for f, _ in parts]
-
-        def interp(fr: list) -> str:
-            return "".join([to_str(f(fr)) for f in fns])
-        return interp, False
+        return _interp([f for f, _ in parts], span), False
 
     def e_ListLit(self, e: A.ListLit) -> Compiled:
         items = [self.expr(x) for x in e.items]
@@ -1042,6 +1040,77 @@ def _short(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else round(seconds, 3)
 
 
+# An interpolation's text is at most MAX_RESULT characters, checked before it is built (a
+# string doubled forty times by "${s}${s}" was a MemoryError). A value too large to show
+# (to_str's error has no span) points at the string. The common lengths are unrolled: an
+# interpolation is on the hot path of many handlers.
+
+
+def _too_long_text(size: int, span: Span) -> EvtRuntimeError:
+    return EvtRuntimeError(f"the string is too large: {size:,} characters (the most is "
+                           f"{MAX_RESULT:,})", span)
+
+
+def _at(e: EvtRuntimeError, span: Span) -> EvtRuntimeError:
+    if e.span is A.NOSPAN:
+        e.span = span
+    return e
+
+
+def _joined(values: list, span: Span) -> str:
+    try:
+        texts = [to_str(v) for v in values]
+    except EvtRuntimeError as e:
+        raise _at(e, span) from None
+    size = sum(map(len, texts))
+    if size > MAX_RESULT:
+        raise _too_long_text(size, span)
+    return "".join(texts)
+
+
+def _interp(fns: list[Fn], span: Span) -> Fn:
+    if len(fns) == 1:  # "${x}": as long as what is shown
+        only = fns[0]
+
+        def interp1(fr: list) -> str:
+            try:
+                return to_str(only(fr))
+            except EvtRuntimeError as e:
+                raise _at(e, span) from None
+        return interp1
+    if len(fns) == 2:
+        a, b = fns
+
+        def interp2(fr: list) -> str:
+            try:
+                x = to_str(a(fr))
+                y = to_str(b(fr))
+            except EvtRuntimeError as e:
+                raise _at(e, span) from None
+            if len(x) + len(y) > MAX_RESULT:
+                raise _too_long_text(len(x) + len(y), span)
+            return x + y
+        return interp2
+    if len(fns) == 3:
+        a, b, c = fns
+
+        def interp3(fr: list) -> str:
+            try:
+                x = to_str(a(fr))
+                y = to_str(b(fr))
+                z = to_str(c(fr))
+            except EvtRuntimeError as e:
+                raise _at(e, span) from None
+            if len(x) + len(y) + len(z) > MAX_RESULT:
+                raise _too_long_text(len(x) + len(y) + len(z), span)
+            return x + y + z
+        return interp3
+
+    def interp(fr: list) -> str:
+        return _joined([f(fr) for f in fns], span)
+    return interp
+
+
 def _range_of(range_fn: Fn, args: list, span: Span) -> Any:
     """`for i in range(...)` walks a Python range: no list of a million ints is built.
     Arguments other than ints go to the built-in itself, for its conversions and errors
@@ -1152,9 +1221,10 @@ def _fast_mul(left: Fn, right: Fn, slow: Fn, span: Span) -> Fn:
     def mul(fr: list) -> Any:
         a = left(fr)
         b = right(fr)
-        if type(a) is int and type(b) is int:
+        if type(a) is int and type(b) is int and \
+                a.bit_length() + b.bit_length() <= PRODUCT_BITS_OK:
             return a * b
-        return slow(a, b, span)
+        return slow(a, b, span)  # and its limit on the size of the product
     return mul
 
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from .ast import Span
 from .errors import EvtRuntimeError
-from .values import a_type, contains, equals, to_str, type_name
+from .limits import MAX_PRODUCT_DIGITS, MAX_RESULT, product_too_large
+from .values import a_type, brief, contains, equals, type_name
 
 _NUM = (int, float)
 
@@ -32,14 +33,36 @@ def _too_large(span: Span) -> EvtRuntimeError:
                span)
 
 
+_INF = math.inf
+
+
+def _overflow(r: Any, a: Any, b: Any, op: str, span: Span) -> Any:
+    """r, the float result of a op b, unless it overflowed: inf from finite numbers is a
+    runtime error, as pow(10.0, 400) is (Python's float arithmetic gives inf silently for
+    + - * /, and OverflowError for **)."""
+    if (r == _INF or r == -_INF) and not (type(a) is float and math.isinf(a)) \
+            and not (type(b) is float and math.isinf(b)):
+        raise err(f"the result of '{op}' is too large for a float", span)
+    return r
+
+
+def _too_long(a: Any, b: Any, span: Span) -> EvtRuntimeError:
+    unit = {str: "characters", bytes: "bytes", list: "items"}[type(a)]
+    return err(f"the result of '+' is too large: {len(a) + len(b):,} {unit} (the most is "
+               f"{MAX_RESULT:,})", span)
+
+
 def add(a: Any, b: Any, span: Span) -> Any:
     ta, tb = type(a), type(b)
     if _is_num(a) and _is_num(b):
         try:
-            return a + b
+            r = a + b
         except OverflowError:
             raise _too_large(span) from None
+        return _overflow(r, a, b, "+", span) if type(r) is float else r
     if ta is tb and ta in (str, list, bytes):
+        if len(a) + len(b) > MAX_RESULT:
+            raise _too_long(a, b, span)
         return a + b
     if (ta is str and tb in (int, float, bool)) or (tb is str and ta in (int, float, bool)) \
             or (ta is str and b is None) or (tb is str and a is None):
@@ -51,18 +74,25 @@ def add(a: Any, b: Any, span: Span) -> Any:
 def sub(a: Any, b: Any, span: Span) -> Any:
     if _is_num(a) and _is_num(b):
         try:
-            return a - b
+            r = a - b
         except OverflowError:
             raise _too_large(span) from None
+        return _overflow(r, a, b, "-", span) if type(r) is float else r
     raise err(f"cannot subtract {type_name(b)} from {type_name(a)}", span)
 
 
 def mul(a: Any, b: Any, span: Span) -> Any:
+    if type(a) is int and type(b) is int:
+        if product_too_large(a, b):
+            raise err(f"the result of '*' is too large: an int of more than "
+                      f"{MAX_PRODUCT_DIGITS:,} digits", span)
+        return a * b
     if _is_num(a) and _is_num(b):
         try:
-            return a * b
+            r = a * b
         except OverflowError:
             raise _too_large(span) from None
+        return _overflow(r, a, b, "*", span) if type(r) is float else r
     if type(a) is str or type(b) is str:
         raise err(f"cannot multiply {type_name(a)} and {type_name(b)}; "
                   "to repeat a string, use repeat(s, n)", span)
@@ -74,9 +104,10 @@ def div(a: Any, b: Any, span: Span) -> Any:
         if b == 0:
             raise err("division by zero", span)
         try:
-            return a / b
+            r = a / b
         except OverflowError:
             raise err("the result of '/' is too large for a float", span) from None
+        return _overflow(r, a, b, "/", span)
     raise err(f"cannot divide {type_name(a)} by {type_name(b)}", span)
 
 
@@ -164,7 +195,7 @@ BINARY = {"+": add, "-": sub, "*": mul, "/": div, "%": mod, "<": lt, "<=": le, "
 
 
 def _shown_key(k: Any) -> str:
-    return f'"{k}"' if type(k) is str else to_str(k)
+    return f'"{k}"' if type(k) is str else brief(k)
 
 
 def index(obj: Any, key: Any, span: Span) -> Any:
@@ -183,7 +214,7 @@ def index(obj: Any, key: Any, span: Span) -> Any:
         try:
             return obj[key]
         except IndexError:
-            raise err(f"index {key} is out of range for {a_type(obj)} of length "
+            raise err(f"index {brief(key)} is out of range for {a_type(obj)} of length "
                       f"{len(obj)}", span) from None
     getter = getattr(obj, "evt_get", None)
     if getter is not None and type(key) is str:
@@ -225,7 +256,7 @@ def set_index(obj: Any, key: Any, value: Any, span: Span) -> None:
         try:
             obj[key] = value
         except IndexError:
-            raise err(f"index {key} is out of range for a list of length {len(obj)}; "
+            raise err(f"index {brief(key)} is out of range for a list of length {len(obj)}; "
                       "push(xs, v) adds at the end", span) from None
         return
     setter = getattr(obj, "evt_set", None)
@@ -286,7 +317,7 @@ def duration(v: Any, what: str, span: Span, allow_zero: bool = True) -> float:
                   span)
     if v < 0 or (v == 0 and not allow_zero):
         raise err(f"{what} needs a {'positive' if not allow_zero else 'non-negative'} "
-                  f"duration, got {to_str(v)}", span)
+                  f"duration, got {brief(v)}", span)
     if v > 1e9:  # inf, or an int too large for a float: "never", about 32 years
         return 1e9
     return float(v)

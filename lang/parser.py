@@ -584,11 +584,17 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
             at.type != "_NL" else Span(path, tok.line, tok.column)
         return EvtSyntaxError(span, f"unexpected end of file: expected "
                                     f"{_expected_words(expected)}", incomplete=True)
+    keyword = _misspelt_statement(tok, e.last, text)
+    if keyword is not None and e.last is not None:
+        # `strat echo`: a name, then something no expression continues with; the name is
+        # what is wrong, and it is near a statement keyword
+        return EvtSyntaxError(Span(path, e.last.line, e.last.column),
+                              f"unknown statement '{e.last.value}'; did you mean '{keyword}'?")
     span = Span(path, tok.line, tok.column)
     message = f"expected {_expected_words(expected)}, found {_found(tok)}"
     line = _line_at(text, tok.pos)
     hint = _unclosed_hint(tok, stack, line) or _target_hint(tok, line) \
-        or _hint(tok, expected, stack)
+        or _hint(tok, expected, stack, _starts_statement(text, tok.pos))
     before = e.last
     if t == "ASSIGN" and before is not None and before.value in ("+", "-", "*", "/", "%") \
             and before.end_pos == tok.pos:
@@ -602,6 +608,30 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
 
 
 _DECL_LINE = re.compile(r"(?:on|connection|server|func|scene|import|let|every|after)\b")
+
+
+_STMT_WORDS = sorted(t.lower() for t in _STMT_START)
+# what can follow a statement's first word but cannot continue an expression
+_ARGUMENT_START = _EXPR_START - {"LSQB", "LPAR", "MINUS", "PLUS"} | {"LBRACE", "SCENE"}
+
+
+def _starts_statement(text: str, pos: int) -> bool:
+    """Whether only blanks, or a ';', '{' or '}' before them, come before pos on its line."""
+    ahead = text[text.rfind("\n", 0, pos) + 1:pos].rstrip()
+    return not ahead or ahead.endswith((";", "{", "}"))
+
+
+def _misspelt_statement(tok: Tok, before: Tok | None, text: str) -> str | None:
+    """The statement keyword that the name before `tok` is a misspelling of (`sned echo
+    "hi"`, `stpo echo`, `echo "hi"`), when that name starts a statement; else None."""
+    if before is None or before.type != "NAME" or tok.type not in _ARGUMENT_START \
+            or not _starts_statement(text, before.pos):
+        return None
+    word = str(before.value)
+    if _MISSPELLED.get(word) in ("print", "let", "else if"):
+        return _MISSPELLED[word]
+    close = difflib.get_close_matches(word, _STMT_WORDS, n=1, cutoff=0.7)
+    return close[0] if close else None
 
 
 def _line_at(text: str, pos: int) -> str:
@@ -635,7 +665,8 @@ def _target_hint(tok: Tok, line: str) -> str:
     return f"a computed target goes in parentheses: '{verb} ({target}) ...'"
 
 
-def _hint(tok: Tok, expected: set[str], stack: list[Tok]) -> str:
+def _hint(tok: Tok, expected: set[str], stack: list[Tok], first: bool) -> str:
+    """A hint for the token the parser stopped at; `first`: it begins a statement."""
     t = tok.type
     value = str(tok.value)
     if t == "ASSIGN" and ("EQ" in expected or "LBRACE" in expected):
@@ -647,7 +678,7 @@ def _hint(tok: Tok, expected: set[str], stack: list[Tok]) -> str:
         return f"the '{opener.value}' at {opener.line}:{opener.column} is still open"
     if t == "ELSE" and "ELSE" not in expected:
         return "an 'else' must follow the '}' of an 'if' block"
-    if t == "NAME" and value in _MISSPELLED:
+    if t == "NAME" and value in _MISSPELLED and first:  # `x = start echo`: echo is a name
         return f"did you mean '{_MISSPELLED[value]}'?"
     if t == "NAME" and expected & _KEYWORD_TYPES:
         words = [w.lower() for w in expected & _KEYWORD_TYPES if w != "ELSE"]

@@ -18,6 +18,7 @@ from lark import Transformer
 
 from . import ast as A
 from .ast import Span
+from .limits import MAX_INT_DIGITS
 
 # ---------------------------------------------------------------- literals
 
@@ -30,15 +31,15 @@ _SIZE = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 def parse_number(text: str) -> int | float:
     """The value of a NUMBER token: durations become float seconds, sizes int bytes."""
     if text[:2] in ("0x", "0X"):
+        _check_digits(len(text) - 2)
         return int(text, 16)
     m = _NUMBER.fullmatch(text)
     if m is None:  # the lexer only makes NUMBER tokens that match
         raise ValueError(text)
     mant, unit = m.groups()
     is_float = "." in mant or "e" in mant or "E" in mant
-    if not is_float and len(mant) > 4300:  # Python's own limit, in its own words otherwise
-        raise ValueError(f"a number literal of {len(mant)} digits is too long (the most is "
-                         "4300; a hex literal has no limit)")
+    if not is_float:
+        _check_digits(len(mant))
     if unit is None:
         return float(mant) if is_float else int(mant)
     if unit in _DURATION:
@@ -51,6 +52,14 @@ def parse_number(text: str) -> int | float:
             raise ValueError(f"'{text}' is not a whole number of bytes")
         return int(size)
     return size
+
+
+def _check_digits(n: int) -> None:
+    # Python's limit for decimal text, in evt's words; a hex literal too: reading it is
+    # cheap, but showing it is not (lang.limits)
+    if n > MAX_INT_DIGITS:
+        raise ValueError(f"a number literal of {n:,} digits is too long (the most is "
+                         f"{MAX_INT_DIGITS})")
 
 
 class LiteralError(Exception):

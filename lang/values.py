@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from decimal import Decimal
 from typing import Any
 
 from .errors import EvtRuntimeError
+from .limits import MAX_INT_DIGITS, MAX_RESULT, int_too_long
 
 _NAMES: dict[type, str] = {
     type(None): "null", bool: "bool", int: "int", float: "float", str: "string",
@@ -69,13 +69,29 @@ def bytes_literal(b: bytes) -> str:
     return 'b"' + "".join(out) + '"'
 
 
+TOO_LONG = (f"an int of more than {MAX_INT_DIGITS} digits is too long to show in decimal "
+            "(hex(n) shows it in base 16)")
+
+
 def int_text(v: int) -> str:
-    """An int in decimal, however long (Python refuses str() past 4,300 digits; Decimal's
-    conversion has no such limit and is fast)."""
+    """An int in decimal. More than MAX_INT_DIGITS digits is a runtime error, as in Python:
+    the conversion takes time quadratic in the length, during which nothing else runs.
+    (lang.limits sets Python's own limit to MAX_INT_DIGITS, which str() checks at once.)"""
     try:
         return str(v)
     except ValueError:
-        return str(Decimal(v))
+        raise EvtRuntimeError(TOO_LONG) from None
+
+
+def brief(v: Any) -> str:
+    """A value as a message shows it: to_str, except that what is too large to show is named
+    by what it is ("an int of more than 4300 digits")."""
+    if type(v) is int and int_too_long(v):
+        return f"(an int of more than {MAX_INT_DIGITS} digits)"
+    try:
+        return to_str(v)
+    except EvtRuntimeError:
+        return f"({a_type(v)} too large to show)"
 
 
 def to_str(v: Any) -> str:
@@ -317,11 +333,14 @@ JSON_LIMIT = 10_000_000  # elements in one JSON text
 
 
 def _json_size(v: Any) -> None:
-    """Refuse a value whose JSON would be endless (shared parts expand once per path)."""
+    """Refuse a value whose JSON would be endless (shared parts expand once per path), or
+    longer than MAX_RESULT characters (a list of a thousand copies of one 50 MB string was a
+    MemoryError)."""
     t = type(v)
     if t is not list and t is not dict:
         return
     left = JSON_LIMIT
+    chars = MAX_RESULT
     stack = [v]
     while stack:
         x = stack.pop()
@@ -329,11 +348,19 @@ def _json_size(v: Any) -> None:
         if left < 0:
             raise EvtRuntimeError(_endless(v, "the value is too large (more than 10 million "
                                               "elements)"))
+        if type(x) is dict:
+            chars -= sum(len(k) for k in x if type(k) is str)
         for y in (x if type(x) is list else x.values()):
-            if type(y) is list or type(y) is dict:
+            ty = type(y)
+            if ty is str:
+                chars -= len(y)
+            elif ty is list or ty is dict:
                 if len(stack) > 10_000:
                     raise EvtRuntimeError(_endless(v, "nested too deeply"))
                 stack.append(y)
+        if chars < 0:
+            raise EvtRuntimeError(f"cannot convert to JSON: the text would be more than "
+                                  f"{MAX_RESULT:,} characters")
 
 
 def _endless(v: Any, otherwise: str) -> str:

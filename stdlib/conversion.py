@@ -8,6 +8,7 @@ import math
 import re
 from typing import Any
 
+from lang.limits import MAX_INT_DIGITS
 from lang.values import format_float, string_literal, to_str, type_name
 
 from . import args, builtin
@@ -41,17 +42,20 @@ def str_(v: Any) -> str:
     return to_str(v)
 
 
-def _parse_int(text: str) -> int | None:
+def _parse_int(text: str, fn: str = "int") -> int | None:
     if not _INT_TEXT.fullmatch(text):
         return None
     sign = -1 if text[0] == "-" else 1
     digits = text.lstrip("+-")
-    if digits[:2] in ("0x", "0X"):
-        return sign * int(digits[2:], 16)
-    try:
-        return sign * int(digits)
-    except ValueError:  # more digits than Python converts
-        raise args.error("int", "too many digits") from None
+    hexadecimal = digits[:2] in ("0x", "0X")
+    if hexadecimal:
+        digits = digits[2:]
+    if len(digits) > MAX_INT_DIGITS:
+        # Python's limit for decimal text, whatever Python's setting; for hex too: reading
+        # it is cheap, but showing the int is not (lang.limits)
+        raise args.error(fn, f"too many digits: {len(digits):,} (the most is "
+                                f"{MAX_INT_DIGITS})")
+    return sign * int(digits, 16 if hexadecimal else 10)
 
 
 @builtin("conversion")
@@ -82,7 +86,7 @@ def float_(v: Any) -> float:
         text = t.strip()
         if _FLOAT_TEXT.fullmatch(text) or _FLOAT_WORD.fullmatch(text):
             return float(text)
-        n = _parse_int(text) if "x" in text.lower() else None
+        n = _parse_int(text, "float") if "x" in text.lower() else None
         if n is None:
             raise args.error("float", f"{quoted(t)} is not a number")
         t = n
@@ -100,7 +104,7 @@ def bool_(v: Any) -> bool:
 
 @builtin("conversion")
 def type_(v: Any) -> str:
-    """The name of the value's type: null bool int float string bytes list map peer timer."""
+    """The name of the value's type: null bool int float string bytes list map peer timer connection server."""
     return type_name(v)
 
 

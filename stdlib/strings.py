@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from lang.limits import MAX_INT_DIGITS, MAX_RESULT, int_too_long
 from lang.values import equals, int_text, string_literal, to_str
 
 from . import args, builtin
 
-MAX_RESULT = 100 * 1024 * 1024  # characters: a larger string result is an error
 MAX_WIDTH = 10_000  # format: the largest width or precision accepted
 
 
@@ -167,7 +167,10 @@ def _format_one(index: int, code: str, flags: str, width: str, prec: str | None,
             digits = format(abs(n), "o")
             digits = digits if digits.startswith("0") else "0" + digits
             return _pad(n < 0, digits, flags, width, prec)
-        if code in "di" and n.bit_length() > 10_000:  # past Python's digit limit for str()
+        if code in "di" and int_too_long(n):
+            raise args.error("format", f"argument {index} has more than {MAX_INT_DIGITS} "
+                                       f"digits, too many for %{code} (%x shows it in hex)")
+        if code in "di" and n.bit_length() > 10_000:  # near Python's digit limit for str()
             return _pad(n < 0, int_text(abs(n)), flags, width, prec)
         return (spec + ("d" if code == "i" else code)) % n
     args.number("format", index, "%" + code, v)

@@ -271,8 +271,12 @@ def test_format_errors(pattern: str, values: tuple[Any, ...], message: str) -> N
 
 
 def test_format_pattern_type_and_huge_ints() -> None:
-    # printed in full, as str() prints it (it was "integer has too many digits to print")
-    assert call("format", "%d", 10**5000) == "1" + "0" * 5000
+    # up to 4300 digits, as str() shows them; past that, an error naming the limit (issue
+    # 11: showing an int takes time quadratic in its length); %x shows any int
+    assert call("format", "%d", 10**4300 - 1) == "9" * 4300
+    assert call("format", "%5d", -(10**4299)) == "-1" + "0" * 4299
+    assert fails("format", "%d", 10**5000) == \
+        "format: argument 2 has more than 4300 digits, too many for %d (%x shows it in hex)"
     assert call("format", "%x", 16**5000) == "1" + "0" * 5000
     assert fails("format", 5) == "format: argument 1 (pattern) must be a string, got int"
 
@@ -286,7 +290,11 @@ def test_str() -> None:
     assert call("str", None) == "null"
     assert call("str", [1, "a", {"k": False}]) == '[1, "a", {"k": false}]'
     assert call("str", 10**4000) == "1" + "0" * 4000
-    assert call("str", 10**5000) == "1" + "0" * 5000  # past Python's 4,300-digit limit
+    assert call("str", 10**4300 - 1) == "9" * 4300
+    # past Python's 4,300-digit limit: an error, as in Python (issue 11: it took time
+    # quadratic in the length, and nothing else ran meanwhile)
+    assert fails("str", 10**4300) == ("an int of more than 4300 digits is too long to show in "
+                                      "decimal (hex(n) shows it in base 16)")
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -308,7 +316,7 @@ def test_int(value: Any, expected: int) -> None:
     ("٣", 'int: "٣" is not an integer'),
     (math.inf, "int: cannot convert inf to an int"),
     (math.nan, "int: cannot convert nan to an int"),
-    ("9" * 5000, "int: too many digits"),
+    ("9" * 5000, "int: too many digits: 5,000 (the most is 4300)"),
 ])
 def test_int_errors(value: Any, message: str) -> None:
     assert fails("int", value) == message
@@ -903,7 +911,7 @@ def test_format_alternate_octal_is_cs(pattern: str, value: int, expected: str) -
                                   "%05000d", "%-5000d|", "%+05000d", "%.4000d", "% 4000d"])
 @pytest.mark.parametrize("sign", [1, -1])
 def test_format_prints_huge_ints_as_str_does(spec: str, sign: int) -> None:
-    n = sign * 10**4500
+    n = sign * (10**4300 - 1)  # the most digits an int shows with
     limit = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)
     try:
