@@ -50,6 +50,9 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .http_request import BadRequest, RequestHead
+from .http_request import check as check_request
+
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144
 _OPEN = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
@@ -926,8 +929,11 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                  admit: Callable[[], str | None] | None = None, **hooks: Any) -> WebSocket:
     """The server side of the opening handshake, within handshake_timeout. Refusals are
     answered with an HTTP response and raise Rejected; a client that stalls or speaks
-    something else raises TransportError. `admit` may refuse with 503 (its reason)."""
+    something else raises TransportError. `admit` may refuse with 503 (its reason). The
+    request head is bounded (lang.http_request) whatever the reads; what came after it in
+    the same reads is the client's first WebSocket bytes, kept for the connection."""
     ws = WSConnection(ConnectionType.SERVER)
+    head = RequestHead()
     timeout = opts.handshake_timeout if opts.handshake_timeout > 0 else math.inf
     try:
         with anyio.fail_after(timeout):
@@ -937,14 +943,31 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                 except _STREAM_ERRORS:
                     raise TransportError("the client left during the handshake") from None
                 try:
-                    ws.receive_data(data)
+                    if not head.feed(data):
+                        continue
+                    check_request(head.head)
+                except BadRequest as e:
+                    why = f"bad request: {e.reason}" if e.status == 400 else e.reason
+                    await _reject(stream, e.status, why, e.headers)
+                    raise Rejected(e.status, why) from None
+                try:
+                    ws.receive_data(head.head)
                     events = list(ws.events())
                 except RemoteProtocolError as e:
-                    await _reject(stream, ws, 400, f"bad request: {e}", e.event_hint)
-                    raise Rejected(400, f"bad request: {e}") from None
+                    status, headers = 400, ()
+                    if isinstance(e.event_hint, RejectConnection):
+                        status = e.event_hint.status_code
+                        headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
+                                        for k, v in e.event_hint.headers
+                                        if k.lower() != b"content-length")
+                    await _reject(stream, status, f"bad request: {e}", headers)
+                    raise Rejected(status, f"bad request: {e}") from None
                 for ev in events:
                     if isinstance(ev, Request):
-                        return await _answer(stream, ws, ev, opts, remote, admit, **hooks)
+                        return await _answer(stream, ws, ev, opts, remote, admit, head.rest,
+                                             **hooks)
+                await _reject(stream, 400, "bad request: not a complete HTTP request")
+                raise Rejected(400, "bad request: not a complete HTTP request")
     except TimeoutError:
         raise TransportError(f"handshake not finished within "
                              f"{_seconds(opts.handshake_timeout)}") from None
@@ -952,7 +975,7 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
 
 async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                   opts: ServerOptions, remote: str, admit: Callable[[], str | None] | None,
-                  **hooks: Any) -> WebSocket:
+                  rest: bytes, **hooks: Any) -> WebSocket:
     path, _, query = req.target.partition("?")
     # wsproto takes these out of the headers into fields of its own: put them back
     headers: list[tuple[bytes | str, bytes | str]] = [("host", req.host)]
@@ -963,18 +986,18 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                         ", ".join(e if isinstance(e, str) else e.name for e in req.extensions)))
     headers += req.extra_headers
     if opts.path is not None and path != opts.path:
-        await _reject(stream, ws, 404, f"no WebSocket at {path}")
+        await _reject(stream, 404, f"no WebSocket at {path}")
         raise Rejected(404, f"path {path!r} is not {opts.path!r}")
     if opts.origins is not None:
         origin = header_items(headers).get("origin")
         if origin not in opts.origins:
-            await _reject(stream, ws, 403, "origin not allowed")
+            await _reject(stream, 403, "origin not allowed")
             raise Rejected(403, f"origin {origin!r} is not allowed" if origin
                            else "no Origin header")
     if admit is not None:
         refusal = admit()
         if refusal:
-            await _reject(stream, ws, 503, refusal)
+            await _reject(stream, 503, refusal)
             raise Rejected(503, refusal)
     chosen = next((p for p in opts.subprotocols if p in req.subprotocols), None)
     extensions = []
@@ -987,28 +1010,52 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
         raise TransportError("the client left during the handshake") from None
     conn = ws.connection
     assert conn is not None
+    if rest:
+        # bytes that came with the request are WebSocket bytes (a pipelined second request
+        # too: after 101 the connection speaks WebSocket); wsproto's server side drops them
+        # (h11's trailing data), so the connection gets them here and `run` reads them first
+        conn.receive_data(rest)
     peer = Peer(remote=remote, path=path, query=query, headers=headers, subprotocol=chosen)
     return WebSocket(stream, conn, client=False, limits=opts.limits, peer=peer, **hooks)
 
 
-async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, status: int, text: str,
-                  hint: Any = None) -> None:
-    body = (text + "\n").encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"),
-               (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    if isinstance(hint, RejectConnection):
-        headers += [(k, v) for k, v in hint.headers if k.lower() not in (b"content-length",)]
-        status = hint.status_code if hint.status_code != 400 else status
+def http_response(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A whole HTTP/1.1 answer with a plain-text body; the connection closes after it."""
+    from http import HTTPStatus
+
     try:
-        data = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-        data += ws.send(RejectData(data=body, body_finished=True))
-    except LocalProtocolError:
-        data = (f"HTTP/1.1 {status} Error\r\ncontent-length: {len(body)}\r\n"
-                f"connection: close\r\n\r\n").encode() + body
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body = (text + "\n").encode()
+    lines = [f"HTTP/1.1 {status} {phrase}", "Content-Type: text/plain; charset=utf-8",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+
+
+async def _reject(stream: anyio.abc.ByteStream, status: int, text: str,
+                  headers: Iterable[tuple[str, str]] = ()) -> None:
+    """Answer a refused request and end the connection. What the client still sends is read
+    and dropped for a moment first (a half-close, then draining): closing with unread bytes
+    would reset the connection, and the client could lose the answer."""
     with anyio.move_on_after(2):
         try:
-            await stream.send(data)
+            await stream.send(http_response(status, text, headers))
         except _STREAM_ERRORS:
+            pass
+    await _drain_and_close(stream)
+
+
+async def _drain_and_close(stream: anyio.abc.ByteStream) -> None:
+    with anyio.move_on_after(1):
+        try:
+            await stream.send_eof()
+            budget = 1024 * 1024
+            while budget > 0:
+                budget -= len(await stream.receive(65536))
+        # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
+        except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
             pass
     await _quiet_close(stream)
 

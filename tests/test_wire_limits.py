@@ -1,0 +1,306 @@
+"""The wire and the server under a misbehaving peer: raw-socket clients against a real evt
+server (issue 11's network faults).
+
+Most tests run an evt echo server in this process (`serving`, from test_server.py) and talk
+to it over 127.0.0.1 with raw sockets that write exactly the bytes the test names: the
+opening handshake with bytes after it, heads over the bounds, requests wsproto lets through,
+frames that announce more than max_message, messages in endless empty fragments, a close
+frame with a reason that is not UTF-8, plain HTTP to a wss port. After each misbehaving
+peer the server must still serve a `websockets` client. The message timeout is a limit of
+lang.transport with no config key: it is tested on the transport's own server role over a
+real socket. Running out of file descriptors needs a process of its own (`ulimit -n 64`):
+`evt run` in a subprocess, on both loops.
+
+Every wait has a hard limit (T); nothing sleeps to wait for something.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from pathlib import Path
+
+import anyio
+import anyio.abc
+import pytest
+from test_server import T, client, closed_code, recv, serving, upgrade_request
+
+pytestmark = pytest.mark.anyio
+
+ECHO = """
+    server srv {
+        listen = "127.0.0.1:0"
+        ping_interval = 0s
+        %s
+    }
+    on project start { start srv }
+    on websocket error srv as e { print "error:", e }
+    on websocket receive srv as m from p {
+        if m == "quit" { after 0ms { stop srv } }
+        send p m
+    }
+"""
+
+
+def echo(extra: str = "") -> str:
+    return ECHO % extra
+
+
+# ---------------------------------------------------------------- a raw client
+
+
+def frame(opcode: int, payload: bytes, *, fin: bool = True, length: int | None = None,
+          key: bytes = b"\x01\x02\x03\x04") -> bytes:
+    """A masked client frame; `length` announces another payload length than the real one."""
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return head + key + masked
+
+
+class Raw:
+    """One raw TCP connection: writes what it is told, parses what the server answers."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.buffer = b""
+        self.eof = False
+
+    @classmethod
+    async def connect(cls, port: int) -> Raw:
+        with anyio.fail_after(T):
+            return cls(await anyio.connect_tcp("127.0.0.1", port))
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def _fill(self) -> bool:
+        if self.eof:
+            return False
+        try:
+            self.buffer += await self.stream.receive()
+            return True
+        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            self.eof = True
+            return False
+
+    async def response(self) -> tuple[int, str]:
+        """The HTTP answer: its status, and its head and body as text (a body as its
+        Content-Length says)."""
+        with anyio.fail_after(T):
+            while b"\r\n\r\n" not in self.buffer:
+                assert await self._fill(), f"no HTTP answer: {self.buffer!r}"
+            head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+            text = head.decode("latin-1")
+            m = re.search(r"(?im)^content-length: *(\d+)", text)
+            size = int(m[1]) if m else 0
+            while len(self.buffer) < size:
+                assert await self._fill(), "the answer's body was cut short"
+            body, self.buffer = self.buffer[:size], self.buffer[size:]
+        status = re.match(r"HTTP/1\.1 (\d{3}) ", text)
+        assert status, text
+        return int(status[1]), text + "\r\n\r\n" + body.decode("utf-8", "replace")
+
+    async def frame(self) -> tuple[int, bytes] | None:
+        """The next server frame (opcode, payload); None at the end of the stream."""
+        with anyio.fail_after(T):
+            while True:
+                parsed = self._parse()
+                if parsed is not None:
+                    return parsed
+                if not await self._fill():
+                    return None
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        b = self.buffer
+        if len(b) < 2:
+            return None
+        assert not b[1] & 0x80, "a server frame is never masked"
+        n, at = b[1] & 0x7F, 2
+        if n == 126:
+            if len(b) < 4:
+                return None
+            n, at = struct.unpack("!H", b[2:4])[0], 4
+        elif n == 127:
+            if len(b) < 10:
+                return None
+            n, at = struct.unpack("!Q", b[2:10])[0], 10
+        if len(b) < at + n:
+            return None
+        self.buffer = b[at + n:]
+        return b[0] & 0x0F, b[at:at + n]
+
+    async def close_frame(self) -> tuple[int, str]:
+        """Read until the server's close frame (other frames are skipped): (code, reason)."""
+        while True:
+            got = await self.frame()
+            assert got is not None, "the connection ended without a close frame"
+            if got[0] == 0x8:
+                return struct.unpack("!H", got[1][:2])[0], got[1][2:].decode("utf-8")
+
+    async def upgrade(self, extra: bytes = b"") -> None:
+        """The opening handshake, with `extra` bytes in the same write."""
+        await self.send(upgrade_request().encode() + extra)
+        status, text = await self.response()
+        assert status == 101, text
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+async def still_serving(url: str, text: str = "still here") -> None:
+    async with client(url) as ws:
+        await ws.send(text)
+        assert await recv(ws) == text
+
+
+async def quit_server(url: str) -> None:
+    async with client(url) as ws:
+        await ws.send("quit")
+        await closed_code(ws)
+
+
+def errors(out: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith("error:")]
+
+
+# ---------------------------------------------------------------- bytes with the upgrade
+
+
+async def test_a_frame_in_the_same_write_as_the_upgrade_request_is_echoed(tmp_path: Path
+                                                                         ) -> None:
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        raw = await Raw.connect(port)
+        await raw.upgrade(frame(0x1, b"hello") + frame(0x2, b"\x00\xff"))
+        assert await raw.frame() == (0x1, b"hello")
+        assert await raw.frame() == (0x2, b"\x00\xff")
+        await raw.send(frame(0x1, b"and after"))
+        assert await raw.frame() == (0x1, b"and after")
+        await raw.aclose()
+        await quit_server(url)
+    assert run.result.code == 0, run.result.err
+
+
+async def test_a_partial_frame_with_the_upgrade_request_does_not_desync(tmp_path: Path
+                                                                       ) -> None:
+    whole = frame(0x1, b"x" * 300)
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        raw = await Raw.connect(port)
+        await raw.upgrade(whole[:3])  # the frame's header cut in the middle
+        await raw.send(whole[3:] + frame(0x1, b"next"))
+        assert await raw.frame() == (0x1, b"x" * 300)
+        assert await raw.frame() == (0x1, b"next")
+        await raw.aclose()
+        await quit_server(url)
+    assert run.result.code == 0, run.result.err
+
+
+async def test_a_pipelined_second_request_is_read_as_websocket_bytes(tmp_path: Path) -> None:
+    """After 101 the connection speaks WebSocket: a second HTTP request in the same write is
+    not a frame ("G" is opcode 7), so the connection fails with 1002 at once."""
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        raw = await Raw.connect(port)
+        await raw.upgrade(upgrade_request().encode())
+        code, reason = await raw.close_frame()
+        assert code == 1002, reason
+        await raw.aclose()
+        await still_serving(url)
+        await quit_server(url)
+    assert run.result.code == 0
+    assert "Traceback" not in run.result.err
+
+
+# ---------------------------------------------------------------- bounds of the request head
+
+
+def head_with(target: str = "/", headers: int = 0, value: str = "v") -> bytes:
+    extra = "".join(f"X-Filler-{i}: {value}\r\n" for i in range(headers))
+    return upgrade_request(target, extra).encode()
+
+
+HEADS = [  # (name, request, status, what the answer says)
+    ("a 64 KiB url", head_with("/" + "a" * 65536), 414, "request line over 8192 bytes"),
+    ("a url just over 8192 bytes", head_with("/" + "a" * 8192), 414, "request line over"),
+    ("10,000 headers", head_with(headers=10_000), 431, "more than 128 headers"),
+    ("129 headers", head_with(headers=129 - 5), 431, "more than 128 headers"),
+    ("a header line over 8192 bytes", head_with(headers=1, value="v" * 8200), 431,
+     "header line over 8192 bytes"),
+    ("a 20 KB head of 100 headers", head_with(headers=100, value="v" * 200), 431,
+     "request head over 16384 bytes"),
+]
+
+
+@pytest.mark.parametrize("pieces", [1, 7], ids=["one write", "in pieces"])
+async def test_the_request_head_is_bounded_whatever_the_reads(tmp_path: Path,
+                                                               pieces: int) -> None:
+    """As the `websockets` library answers (414, 431), and the same whether the head comes
+    in one read or in many."""
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        for name, request, status, words in HEADS:
+            raw = await Raw.connect(port)
+            step = -(-len(request) // pieces)
+            for i in range(0, len(request), step):
+                try:
+                    await raw.send(request[i:i + step])
+                except (anyio.BrokenResourceError, OSError):
+                    break  # refused before the rest was written: the answer is there
+            got, text = await raw.response()
+            assert (got, words in text) == (status, True), f"{name}: {text[:300]}"
+            await raw.aclose()
+        # at the bounds: 128 headers and an 8192-byte request line are served
+        for request in [head_with(headers=128 - 5),
+                        head_with("/" + "a" * (8192 - len("GET / HTTP/1.1")))]:
+            raw = await Raw.connect(port)
+            await raw.upgrade(b"")
+            await raw.aclose()
+            raw = await Raw.connect(port)
+            await raw.send(request)
+            got, text = await raw.response()
+            assert got == 101, text
+            await raw.aclose()
+        await still_serving(url)
+        await quit_server(url)
+    assert run.result.code == 0
+
+
+@pytest.mark.parametrize("name,request_,status,words", [
+    ("HTTP/1.0", upgrade_request().replace("HTTP/1.1", "HTTP/1.0"), 505, "HTTP/1.1 is needed"),
+    ("a 3-byte key", upgrade_request().replace("dGhlIHNhbXBsZSBub25jZQ==", "abcd"), 400,
+     "not 16 bytes in base64"),
+    ("a 12-byte key", upgrade_request().replace(
+        "dGhlIHNhbXBsZSBub25jZQ==", base64.b64encode(b"k" * 12).decode()), 400,
+     "not 16 bytes in base64"),
+    ("a key that is not base64", upgrade_request().replace(
+        "dGhlIHNhbXBsZSBub25jZQ==", "!!!!!!!!!!!!!!!!!!!!!!=="), 400, "not 16 bytes in base64"),
+    ("a body", upgrade_request(extra="Content-Length: 5\r\n") + "hello", 400, "has no body"),
+    ("a chunked body", upgrade_request(extra="Transfer-Encoding: chunked\r\n") + "0\r\n\r\n",
+     400, "has no body"),
+    ("version 8", upgrade_request().replace("Version: 13", "Version: 8"), 426,
+     "unsupported WebSocket version '8'"),
+], ids=lambda x: x if isinstance(x, str) and len(x) < 30 else "")
+async def test_requests_the_websockets_library_refuses_are_refused(
+        tmp_path: Path, name: str, request_: str, status: int, words: str) -> None:
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        raw = await Raw.connect(port)
+        await raw.send(request_.encode())
+        got, text = await raw.response()
+        assert (got, words in text) == (status, True), text
+        assert "missing" not in text.lower(), text
+        if status == 426:
+            assert "sec-websocket-version: 13" in text.lower(), text
+        await raw.aclose()
+        await still_serving(url)
+        await quit_server(url)
+    assert run.result.code == 0
