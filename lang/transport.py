@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 import ssl
 import weakref
 import zlib
@@ -124,6 +125,14 @@ class Limits:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
+    # the frames of one message: more fail with 1009 (0: max(65536, max_message // 1024))
+    max_fragments: int = 0
+    # a message begun and not finished within this many seconds fails with 1008 (0: never)
+    message_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_fragments <= 0:
+            self.max_fragments = max(65536, self.max_message // 1024)
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -216,9 +225,10 @@ class Peer:
 class WebSocket:
     """One open WebSocket connection, either role."""
 
-    __slots__ = ("__weakref__", "_broken", "_deadline", "_done", "_failed", "_flushing",
-                 "_out_bytes", "_outbox", "_parts", "_pong", "_reader_id", "_reading",
-                 "_received", "_size", "_writers", "_writing", "client", "closed", "conn",
+    __slots__ = ("__weakref__", "_broken", "_deadline", "_decoder", "_done", "_failed",
+                 "_flushing", "_frames", "_message_deadline", "_out_bytes", "_outbox", "_parts",
+                 "_pong", "_reader_id", "_reading", "_received", "_size", "_writers",
+                 "_writing", "client", "closed", "conn",
                  "late_bytes", "limits", "messages_in", "on_failure", "on_frame", "out_limit",
                  "pauses", "peer", "spawn", "stream", "unpause")
 
@@ -246,6 +256,11 @@ class WebSocket:
         self._done: anyio.Event | None = None  # made when someone waits: memory per idle conn
         self._parts: list[Any] = []  # the fragments of a message being received
         self._size = 0
+        self._frames = 0  # the frames of that message so far
+        self._message_deadline: float | None = None  # when that message must be finished
+        # wsproto's frame decoder, whose header of a frame still arriving says how long the
+        # frame is: a frame announcing more than max_message is refused at its header
+        self._decoder: Any = getattr(getattr(conn, "_proto", None), "_frame_decoder", None)
         self._received: tuple[int, str] | None = None
         self._failed: tuple[int, str] | None = None
         self._pong: anyio.Event | None = None
@@ -413,8 +428,8 @@ class WebSocket:
                 await self._write_batch()
             receive = self.stream.receive
             while self.closed is None:
-                if self._deadline is None:  # the common case, without a frame of its own
-                    try:
+                if self._deadline is None and self._message_deadline is None:
+                    try:  # the common case, without a frame of its own
                         data = await receive(READ_SIZE)
                     except _STREAM_ERRORS:
                         data = None
@@ -423,6 +438,10 @@ class WebSocket:
                 if data is None:
                     await self._finish(clean=False)
                     break
+                if not data:  # the message being received is late
+                    await self._fail_message(1008, "message not finished within "
+                                             f"{_seconds(self.limits.message_timeout)}")
+                    continue
                 await self._feed(data, on_message)
                 if self._outbox and not self._writing:
                     await self._write_batch()
@@ -432,14 +451,26 @@ class WebSocket:
         return self.closed
 
     async def _receive(self) -> bytes | None:
+        """One read within the close deadline (None when it passed, or the stream ended), or
+        else within the deadline of the message being received (b"" when that passed)."""
         try:
             if self._deadline is None:
-                return await self.stream.receive(READ_SIZE)
+                if self._message_deadline is None:
+                    return await self.stream.receive(READ_SIZE)
+                with anyio.move_on_after(self._message_deadline - anyio.current_time()):
+                    return await self.stream.receive(READ_SIZE)
+                return b""
             with anyio.move_on_after(self._deadline - anyio.current_time()):
                 return await self.stream.receive(READ_SIZE)
             return None
         except _STREAM_ERRORS:
             return None
+
+    async def _fail_message(self, code: int, reason: str) -> None:
+        """Fail the connection for the message being received, which is dropped."""
+        self._parts = []
+        self._message_deadline = None
+        await self.fail(code, reason)
 
     async def _feed(self, data: bytes, on_message: Callable[[Any], Awaitable[None]]) -> None:
         try:
@@ -463,19 +494,32 @@ class WebSocket:
                     else len(chunk.encode("utf-8"))
                 self._size += size
                 if self._size > self.limits.max_message:
-                    self._parts = []
-                    await self.fail(1009, f"message over {self.limits.max_message} bytes")
+                    await self._fail_message(1009, f"message over {self.limits.max_message} "
+                                             "bytes")
                     continue
                 if not ev.message_finished:
-                    self._parts.append(chunk)
+                    if chunk:  # empty fragments are counted, not kept
+                        self._parts.append(chunk)
+                    if ev.frame_finished:
+                        self._frames += 1
+                        if self._frames >= self.limits.max_fragments:
+                            await self._fail_message(1009, "message in more than "
+                                                     f"{self.limits.max_fragments} fragments")
+                            continue
+                    if self._message_deadline is None and self.limits.message_timeout > 0:
+                        self._message_deadline = anyio.current_time() \
+                            + self.limits.message_timeout
                     continue
                 if self._parts:
-                    self._parts.append(chunk)
+                    if chunk:
+                        self._parts.append(chunk)
                     chunk = ("" if t is TextMessage else b"").join(self._parts)
                     self._parts = []
                 elif t is BytesMessage and type(chunk) is not bytes:
                     chunk = bytes(chunk)
                 self._size = 0
+                self._frames = 0
+                self._message_deadline = None
                 self.messages_in += 1
                 if self.on_frame is not None:
                     self.on_frame("<", "text" if t is TextMessage else "binary", chunk)
@@ -490,6 +534,29 @@ class WebSocket:
                 await self._on_close(ev)
                 if self.closed is not None:
                     return
+        header = self._decoder.header if self._decoder is not None else None
+        if header is not None and self._failed is None and conn.state is _OPEN:
+            await self._check_header(header)
+
+    async def _check_header(self, header: Any) -> None:
+        """A data frame whose header has come and whose payload has not (all) come: refused
+        now if the message will be over max_message, not when the bytes have come (a peer
+        that announces a huge frame and sends nothing would hold the connection until the
+        keep-alive gives up). A compressed frame inflates to at least about its own length
+        (zlib's worst case adds about 1/1000): it is refused when over that much more."""
+        if header.opcode.iscontrol():
+            return
+        limit = self.limits.max_message
+        if header.rsv.rsv1 or self._inflating():
+            if header.payload_len > limit + (limit >> 9) + 64:
+                await self._fail_message(1009, f"message over {limit} bytes")
+        elif self._size + header.payload_len - self._decoder.payload_consumed > limit:
+            await self._fail_message(1009, f"message over {limit} bytes")
+
+    def _inflating(self) -> bool:
+        """Whether the message being received is compressed (the continuation frames of a
+        compressed message do not have the bit set)."""
+        return any(getattr(e, "_inbound_compressed", False) for e in self._decoder.extensions)
 
     async def _on_close(self, ev: CloseConnection) -> None:
         state = self.conn.state
@@ -520,7 +587,7 @@ class WebSocket:
             await self._end_tcp()
         else:  # wsproto found a protocol violation in what the peer sent
             code = int(ev.code) if ev.code in (1002, 1007, 1009) else 1002
-            reason = ev.reason or CLOSE_NAMES[code]
+            reason = _violation_words(code, ev.reason or CLOSE_NAMES[code])
             if reason == "error in extension":  # wsproto's words for BoundedDeflate's refusal
                 reason = (f"message over {self.limits.max_message} bytes" if code == 1009
                           else "bad compressed data")
@@ -734,6 +801,18 @@ def _message(data: str | bytes) -> Any:
     if type(data) is str:
         return TextMessage(data=data)
     return BytesMessage(data=data)
+
+
+def _violation_words(code: int, reason: str) -> str:
+    """wsproto's words for what the peer did wrong, in evt's where they are Python's."""
+    if code == 1007:
+        where = re.search(r"in position (\d+)", reason)
+        at = f" at byte {where[1]}" if where else ""
+        if reason.startswith("Error decoding CLOSE reason"):
+            return f"close reason not valid UTF-8{at}"
+        if "codec can't decode" in reason:
+            return "text message not valid UTF-8"
+    return reason
 
 
 def _seconds(x: float) -> str:

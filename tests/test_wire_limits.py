@@ -26,6 +26,8 @@ import anyio.abc
 import pytest
 from test_server import T, client, closed_code, recv, serving, upgrade_request
 
+from lang.transport import Limits, ServerOptions, accept
+
 pytestmark = pytest.mark.anyio
 
 ECHO = """
@@ -304,3 +306,126 @@ async def test_requests_the_websockets_library_refuses_are_refused(
         await still_serving(url)
         await quit_server(url)
     assert run.result.code == 0
+
+
+# ---------------------------------------------------------------- frames
+
+
+async def test_a_frame_header_announcing_more_than_max_message_is_refused_at_once(
+        tmp_path: Path) -> None:
+    """Nothing of the payload is sent, and keep-alive is off: only the header can tell."""
+    async with serving(echo("max_message = 1000"), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        for announced in [frame(0x2, b"", length=1001)[:8],  # the header and the mask key
+                          frame(0x1, b"", length=2 ** 40)[:14],
+                          # 900 bytes in a first fragment, then a frame announcing 101 more
+                          frame(0x1, b"y" * 900, fin=False) + frame(0x0, b"", length=101)[:8]]:
+            raw = await Raw.connect(port)
+            await raw.upgrade()
+            await raw.send(announced)
+            assert await raw.close_frame() == (1009, "message over 1000 bytes")
+            await raw.aclose()
+        # up to max_message is fine, in one frame or in fragments
+        raw = await Raw.connect(port)
+        await raw.upgrade()
+        await raw.send(frame(0x1, b"z" * 1000)
+                       + frame(0x1, b"a" * 500, fin=False) + frame(0x0, b"b" * 500))
+        assert await raw.frame() == (0x1, b"z" * 1000)
+        assert await raw.frame() == (0x1, b"a" * 500 + b"b" * 500)
+        await raw.aclose()
+        await still_serving(url)
+        await quit_server(url)
+    res = run.result
+    assert res.code == 0
+    assert len(errors(res.out)) == 3, res.out
+    assert all("message over 1000 bytes; closing with 1009" in e for e in errors(res.out))
+
+
+async def test_endless_empty_continuation_frames_are_refused(tmp_path: Path) -> None:
+    """Zero-length fragments add nothing to max_message: they are counted. The default
+    bound is max(65536, max_message // 1024) fragments of one message."""
+    empties = frame(0x0, b"", fin=False) * 70_000
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        async with client(url) as other:
+            raw = await Raw.connect(port)
+            await raw.upgrade()
+            await raw.send(frame(0x1, b"start", fin=False))
+            with anyio.move_on_after(T):
+                try:
+                    await raw.send(empties)
+                except (anyio.BrokenResourceError, OSError):
+                    pass  # refused before all were written
+            assert await raw.close_frame() == (1009, "message in more than 65536 fragments")
+            await raw.aclose()
+            await other.send("others are served")
+            assert await recv(other) == "others are served"
+        # a message in many (non-empty and empty) fragments under the bound is whole
+        raw = await Raw.connect(port)
+        await raw.upgrade()
+        await raw.send(frame(0x1, b"a", fin=False) + frame(0x0, b"", fin=False) * 1000
+                       + frame(0x0, b"b", fin=False) + frame(0x0, b""))
+        assert await raw.frame() == (0x1, b"ab")
+        await raw.aclose()
+        await quit_server(url)
+    assert run.result.code == 0
+    [error] = errors(run.result.out)
+    assert "message in more than 65536 fragments; closing with 1009" in error
+
+
+async def test_a_close_reason_that_is_not_utf8_gets_1007_in_evts_words(tmp_path: Path
+                                                                      ) -> None:
+    async with serving(echo(), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        raw = await Raw.connect(port)
+        await raw.upgrade()
+        await raw.send(frame(0x8, struct.pack("!H", 1000) + b"ok\xc3("))
+        assert await raw.close_frame() == (1007, "close reason not valid UTF-8 at byte 2")
+        await raw.aclose()
+        raw = await Raw.connect(port)
+        await raw.upgrade()
+        await raw.send(frame(0x1, b"\xff"))
+        assert await raw.close_frame() == (1007, "text message not valid UTF-8")
+        await raw.aclose()
+        await quit_server(url)
+    out = run.result.out
+    assert "codec" not in out and "position" not in out, out
+    assert len(errors(out)) == 2, out
+
+
+# ---------------------------------------------------------------- the message timeout
+
+
+async def test_a_message_not_finished_within_the_message_timeout_fails_with_1008() -> None:
+    """On the transport's server role (message_timeout has no config key): one peer starts a
+    message and never finishes it; another is served meanwhile, and after."""
+    failures: list[str] = []
+    opts = ServerOptions(limits=Limits(ping_interval=0, message_timeout=0.5,
+                                       close_timeout=T))
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        ws = await accept(stream, opts, "raw", on_failure=failures.append)
+
+        async def echo_back(message: str | bytes) -> None:
+            await ws.send(message)
+        await ws.run(echo_back)
+
+    with anyio.fail_after(3 * T):
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, \
+                anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            slow, other = await Raw.connect(port), await Raw.connect(port)
+            await other.upgrade()
+            await slow.upgrade()
+            await slow.send(frame(0x1, b"never", fin=False) + frame(0x0, b" fin", fin=False))
+            await other.send(frame(0x1, b"meanwhile"))
+            assert await other.frame() == (0x1, b"meanwhile")
+            assert await slow.close_frame() == (1008, "message not finished within 0.5s")
+            await slow.send(frame(0x8, struct.pack("!H", 1008)))
+            assert await slow.frame() is None  # the server ends TCP after the handshake
+            await other.send(frame(0x1, b"after"))
+            assert await other.frame() == (0x1, b"after")
+            tg.cancel_scope.cancel()
+    assert failures == ["message not finished within 0.5s; closing with 1008 (policy "
+                        "violation)"]
