@@ -1027,7 +1027,7 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                     check_request(head.head)
                 except BadRequest as e:
                     why = f"bad request: {e.reason}" if e.status == 400 else e.reason
-                    await _reject(stream, e.status, why, e.headers)
+                    await refuse(stream, e.status, why, e.headers)
                     raise Rejected(e.status, why) from None
                 try:
                     ws.receive_data(head.head)
@@ -1039,13 +1039,13 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                         headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
                                         for k, v in e.event_hint.headers
                                         if k.lower() != b"content-length")
-                    await _reject(stream, status, f"bad request: {e}", headers)
+                    await refuse(stream, status, f"bad request: {e}", headers)
                     raise Rejected(status, f"bad request: {e}") from None
                 for ev in events:
                     if isinstance(ev, Request):
                         return await _answer(stream, ws, ev, opts, remote, admit, head.rest,
                                              **hooks)
-                await _reject(stream, 400, "bad request: not a complete HTTP request")
+                await refuse(stream, 400, "bad request: not a complete HTTP request")
                 raise Rejected(400, "bad request: not a complete HTTP request")
     except TimeoutError:
         raise TransportError(f"handshake not finished within "
@@ -1065,18 +1065,18 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                         ", ".join(e if isinstance(e, str) else e.name for e in req.extensions)))
     headers += req.extra_headers
     if opts.path is not None and path != opts.path:
-        await _reject(stream, 404, f"no WebSocket at {path}")
+        await refuse(stream, 404, f"no WebSocket at {path}")
         raise Rejected(404, f"path {path!r} is not {opts.path!r}")
     if opts.origins is not None:
         origin = header_items(headers).get("origin")
         if origin not in opts.origins:
-            await _reject(stream, 403, "origin not allowed")
+            await refuse(stream, 403, "origin not allowed")
             raise Rejected(403, f"origin {origin!r} is not allowed" if origin
                            else "no Origin header")
     if admit is not None:
         refusal = admit()
         if refusal:
-            await _reject(stream, 503, refusal)
+            await refuse(stream, 503, refusal)
             raise Rejected(503, refusal)
     chosen = next((p for p in opts.subprotocols if p in req.subprotocols), None)
     extensions = []
@@ -1113,8 +1113,8 @@ def http_response(status: int, text: str, headers: Iterable[tuple[str, str]] = (
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
 
 
-async def _reject(stream: anyio.abc.ByteStream, status: int, text: str,
-                  headers: Iterable[tuple[str, str]] = ()) -> None:
+async def refuse(stream: anyio.abc.ByteStream, status: int, text: str,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
     """Answer a refused request and end the connection. What the client still sends is read
     and dropped for a moment first (a half-close, then draining): closing with unread bytes
     would reset the connection, and the client could lose the answer."""

@@ -17,13 +17,26 @@ Every wait has a hard limit (T); nothing sleeps to wait for something.
 from __future__ import annotations
 
 import base64
+import queue
 import re
+import resource
+import select
+import socket
+import ssl
 import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
 import pytest
+import trustme
+from conftest import ENV_FOR_CLI, write
 from test_server import T, client, closed_code, recv, serving, upgrade_request
 
 from lang.transport import Limits, ServerOptions, accept
@@ -429,3 +442,201 @@ async def test_a_message_not_finished_within_the_message_timeout_fails_with_1008
             tg.cancel_scope.cancel()
     assert failures == ["message not finished within 0.5s; closing with 1008 (policy "
                         "violation)"]
+
+
+# ---------------------------------------------------------------- plain HTTP to wss
+
+
+async def test_plain_http_to_a_wss_port_gets_400(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    source = echo(f'certfile = "{certfile}"\n keyfile = "{keyfile}"')
+    async with serving(source, tmp_path) as run:
+        port = await run.port()
+        for request in [upgrade_request(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                        "POST /form HTTP/1.1\r\nContent-Length: 0\r\n\r\n"]:
+            raw = await Raw.connect(port)
+            await raw.send(request.encode())
+            status, text = await raw.response()
+            assert status == 400 and "plain HTTP request to a TLS (wss://) port" in text, text
+            await raw.aclose()
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        async with client(await run.url(), ssl=ctx) as ws:
+            await ws.send("quit")
+            await closed_code(ws)
+    assert run.result.code == 0, run.result.err
+
+
+# ---------------------------------------------------------------- handshakes and max_clients
+
+
+async def test_clients_in_their_handshake_count_against_max_clients(tmp_path: Path) -> None:
+    source = echo("max_clients = 2") + 'on websocket stop srv from p { print "stop", p.id }\n'
+    async with serving(source, tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        silent = [await Raw.connect(port), await Raw.connect(port)]  # TCP only, so far
+        third = await Raw.connect(port)
+        await third.send(upgrade_request().encode())
+        status, text = await third.response()
+        assert status == 503 and "server full (2 clients)" in text, text
+        await third.aclose()
+        for raw in silent:  # they were counted, and are served when they finish
+            await raw.upgrade()
+            await raw.send(frame(0x1, b"late"))
+            assert await raw.frame() == (0x1, b"late")
+        await silent[0].send(frame(0x8, struct.pack("!H", 1000)))
+        assert await silent[0].close_frame() == (1000, "")
+        assert await silent[0].frame() is None
+        await silent[0].aclose()
+        await run.wait_output("stop 1")  # gone from the server: room for one again
+        await still_serving(url)
+        await silent[1].send(frame(0x1, b"quit"))
+        await silent[1].close_frame()
+        await silent[1].aclose()
+    assert run.result.code == 0
+
+
+
+# ---------------------------------------------------------------- out of file descriptors
+
+
+class Lines:
+    """A pipe of the child's, read by a thread into a queue of lines."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
+
+    def _read(self, pipe: Any) -> None:
+        for line in pipe:
+            self._queue.put(line.rstrip("\n"))
+
+    def poll(self) -> list[str]:
+        while True:
+            try:
+                self.lines.append(self._queue.get_nowait())
+            except queue.Empty:
+                return self.lines
+
+    def wait_for(self, pattern: str, timeout: float = T) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.poll():
+                m = re.search(pattern, line)
+                if m:
+                    return m
+            assert time.monotonic() < deadline, f"no line like {pattern!r} in {self.lines}"
+            time.sleep(0.01)
+
+
+class Client:
+    """A blocking raw client that sent its upgrade request and a frame, and waits for the
+    101 and the echo."""
+
+    def __init__(self, port: int, text: bytes) -> None:
+        self.text = text
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=T)
+        self.sock.sendall(upgrade_request().encode() + frame(0x1, text))
+        self.data = b""
+
+    def served(self) -> bool:
+        """Whether the 101 and the echo came (reads what is there, without waiting)."""
+        while select.select([self.sock], [], [], 0)[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            self.data += chunk
+        head, _, rest = self.data.partition(b"\r\n\r\n")
+        assert not _ or head.startswith(b"HTTP/1.1 101 "), self.data
+        return rest == b"\x81" + bytes([len(self.text)]) + self.text
+
+    def echo(self, text: bytes) -> None:
+        """One more round trip, waiting (within the socket's timeout) for it."""
+        self.sock.sendall(frame(0x1, text))
+        want = b"\x81" + bytes([len(text)]) + text
+        got = b""
+        while len(got) < len(want):
+            chunk = self.sock.recv(len(want) - len(got))
+            assert chunk, "the server ended the connection"
+            got += chunk
+        assert got == want
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = T) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.01)
+
+
+def limit_files(n: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return limit
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_out_of_file_descriptors_is_reported_and_serving_goes_on(tmp_path: Path,
+                                                                 loop: str) -> None:
+    """`ulimit -n 64` and 150 clients: evt reports the failing accept once (an error event
+    of the server), keeps serving the clients it has, and accepts the others as places come
+    free. Each client is served or waits in the listen backlog; nothing is dropped."""
+    script = write(tmp_path, echo())
+    env = dict(ENV_FOR_CLI, EVT_LOOP=loop)
+    proc = subprocess.Popen([sys.executable, "-m", "lang", "run", str(script)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=limit_files(64))
+    started = time.monotonic()
+    clients: list[Client] = []
+    try:
+        out, err = Lines(proc.stdout), Lines(proc.stderr)
+        port = int(err.wait_for(r"srv: listening on ws://127\.0\.0\.1:(\d+)/")[1])
+        # one at a time until an accept fails: each is served, or the error event comes
+        while not errors("\n".join(out.poll())):
+            assert len(clients) < 150, "150 clients served with 64 file descriptors?"
+            clients.append(Client(port, b"c%d" % len(clients)))
+            wait_until(lambda: clients[-1].served() or bool(errors("\n".join(out.poll()))),
+                       f"client {len(clients) - 1} served, or an error event")
+        served = [c for c in clients if c.served()]
+        waiting = [c for c in clients if c not in served]
+        # (Linux's accept() fails with EMFILE as soon as no descriptor is free, even with no
+        # connection waiting: the last client may have been served)
+        assert len(served) > 20 and len(waiting) <= 1, (len(served), len(waiting))
+        [error] = errors("\n".join(out.lines))
+        assert "cannot accept connections: Too many open files (EMFILE)" in error, error
+        for c in served:  # the clients it has are still served
+            c.echo(b"still")
+        while len(clients) < 150:  # the rest of the 150 wait in the backlog
+            clients.append(Client(port, b"c%d" % len(clients)))
+            waiting.append(clients[-1])
+        while waiting:  # as places come free, the others are accepted, in order
+            batch, waiting = waiting[:20], waiting[20:]
+            for c in served[:len(batch)]:
+                c.close()
+            served = served[len(batch):]
+            for c in batch:
+                wait_until(c.served, f"client {clients.index(c)} served")
+                served.append(c)
+        for c in served:
+            c.echo(b"end")
+        served[0].echo(b"quit")
+        assert proc.wait(timeout=T) == 0, err.poll()
+    finally:
+        for c in clients:
+            c.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    elapsed = time.monotonic() - started
+    stderr = "\n".join(err.poll())
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    reports = errors("\n".join(out.poll()))
+    assert 1 <= len(reports) <= 1 + elapsed // 60, reports  # at most one a minute
