@@ -28,6 +28,7 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -950,8 +951,6 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
 
 
 def _rejected(status: int, body: bytes) -> str:
-    from http import HTTPStatus
-
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -1100,8 +1099,6 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
 
 def http_response(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """A whole HTTP/1.1 answer with a plain-text body; the connection closes after it."""
-    from http import HTTPStatus
-
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -1117,13 +1114,17 @@ async def refuse(stream: anyio.abc.ByteStream, status: int, text: str,
                  headers: Iterable[tuple[str, str]] = ()) -> None:
     """Answer a refused request and end the connection. What the client still sends is read
     and dropped for a moment first (a half-close, then draining): closing with unread bytes
-    would reset the connection, and the client could lose the answer."""
-    with anyio.move_on_after(2):
-        try:
-            await stream.send(http_response(status, text, headers))
-        except _STREAM_ERRORS:
-            pass
-    await _drain_and_close(stream)
+    would reset the connection, and the client could lose the answer. Bounded (4s at most)
+    and shielded: a handshake timeout that passes meanwhile does not make it a drop.
+    (Modules are imported beforehand: with every file descriptor in use, an import here
+    could not open its file.)"""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(2):
+            try:
+                await stream.send(http_response(status, text, headers))
+            except _STREAM_ERRORS:
+                pass
+        await _drain_and_close(stream)
 
 
 async def _drain_and_close(stream: anyio.abc.ByteStream) -> None:
