@@ -56,9 +56,12 @@ class RequestHead:
 
     def feed(self, data: bytes) -> bool:
         """Take one read; True when the head is complete. Raises BadRequest (414, 431) as soon
-        as the bytes so far are over a bound."""
+        as the bytes so far are over a bound. Past the bound nothing is copied: a read of
+        200 KB of headers costs no more than MAX_HEAD bytes here."""
         buffer = self._buffer
-        buffer += data
+        room = MAX_HEAD + 1 - len(buffer)  # one byte over tells that the head is too long
+        beyond = data[room:] if len(data) > room else b""
+        buffer += data[:room] if beyond else data
         start = self._line_start
         while True:
             end = buffer.find(b"\n", start, start + MAX_LINE + 2)
@@ -69,13 +72,17 @@ class RequestHead:
             self._over(end - start, end + 1)
             if self._lines and (end == start or (end == start + 1 and buffer[start] == 13)):
                 self.head = bytes(buffer[:end + 1])
-                self.rest = bytes(buffer[end + 1:])
+                self.rest = bytes(buffer[end + 1:]) + beyond
                 self._buffer = bytearray()
                 return True
             self._lines += 1
             if self._lines > MAX_HEADERS + 1:
                 raise BadRequest(431, f"more than {MAX_HEADERS} headers")
             start = end + 1
+
+    def forget(self) -> None:
+        """Drop what was collected (the request is refused)."""
+        self._buffer = bytearray()
 
     def _over(self, line: int, head: int) -> None:
         """Refuse a line of `line` bytes (its CR included) or a head of `head` bytes so far."""

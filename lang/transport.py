@@ -1020,35 +1020,47 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                     data = await stream.receive(READ_SIZE)
                 except _STREAM_ERRORS:
                     raise TransportError("the client left during the handshake") from None
-                try:
-                    if not head.feed(data):
-                        continue
-                    check_request(head.head)
-                except BadRequest as e:
-                    why = f"bad request: {e.reason}" if e.status == 400 else e.reason
-                    await refuse(stream, e.status, why, e.headers)
-                    raise Rejected(e.status, why) from None
-                try:
-                    ws.receive_data(head.head)
-                    events = list(ws.events())
-                except RemoteProtocolError as e:
-                    status, headers = 400, ()
-                    if isinstance(e.event_hint, RejectConnection):
-                        status = e.event_hint.status_code
-                        headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
-                                        for k, v in e.event_hint.headers
-                                        if k.lower() != b"content-length")
-                    await refuse(stream, status, f"bad request: {e}", headers)
-                    raise Rejected(status, f"bad request: {e}") from None
-                for ev in events:
-                    if isinstance(ev, Request):
-                        return await _answer(stream, ws, ev, opts, remote, admit, head.rest,
-                                             **hooks)
-                await refuse(stream, 400, "bad request: not a complete HTTP request")
-                raise Rejected(400, "bad request: not a complete HTTP request")
+                got = _read_request(ws, head, data)
+                del data  # a refusal lingers a moment: it holds no read buffer
+                if got is None:
+                    continue
+                if isinstance(got, Request):
+                    return await _answer(stream, ws, got, opts, remote, admit, head.rest,
+                                         **hooks)
+                status, why, headers = got
+                await refuse(stream, status, why, headers)
+                raise Rejected(status, why)
     except TimeoutError:
         raise TransportError(f"handshake not finished within "
                              f"{_seconds(opts.handshake_timeout)}") from None
+
+
+def _read_request(ws: WSConnection, head: RequestHead, data: bytes
+                  ) -> Request | tuple[int, str, tuple[tuple[str, str], ...]] | None:
+    """One read of the request: None while its head is incomplete, then the Request, or
+    the refusal (status, why, headers). (No exception leaves here: its traceback would keep
+    the read's buffers alive while the refusal lingers.)"""
+    try:
+        if not head.feed(data):
+            return None
+        check_request(head.head)
+    except BadRequest as e:
+        head.forget()
+        return e.status, f"bad request: {e.reason}" if e.status == 400 else e.reason, e.headers
+    try:
+        ws.receive_data(head.head)
+        events = list(ws.events())
+    except RemoteProtocolError as e:
+        status, headers = 400, ()
+        if isinstance(e.event_hint, RejectConnection):
+            status = e.event_hint.status_code
+            headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
+                            for k, v in e.event_hint.headers if k.lower() != b"content-length")
+        return status, f"bad request: {e}", headers
+    for ev in events:
+        if isinstance(ev, Request):
+            return ev
+    return 400, "bad request: not a complete HTTP request", ()
 
 
 async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,

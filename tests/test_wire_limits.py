@@ -194,9 +194,11 @@ async def test_a_frame_in_the_same_write_as_the_upgrade_request_is_echoed(tmp_pa
     async with serving(echo(), tmp_path) as run:
         port, url = await run.port(), await run.url()
         raw = await Raw.connect(port)
-        await raw.upgrade(frame(0x1, b"hello") + frame(0x2, b"\x00\xff"))
+        big = bytes(range(256)) * 400  # past the bound of the head, in the same read
+        await raw.upgrade(frame(0x1, b"hello") + frame(0x2, b"\x00\xff") + frame(0x2, big))
         assert await raw.frame() == (0x1, b"hello")
         assert await raw.frame() == (0x2, b"\x00\xff")
+        assert await raw.frame() == (0x2, big)
         await raw.send(frame(0x1, b"and after"))
         assert await raw.frame() == (0x1, b"and after")
         await raw.aclose()
