@@ -60,6 +60,9 @@ READ_SIZE = 262144
 _OPEN = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
 # replies queued while one read is processed are written together, up to this many bytes
 BATCH_LIMIT = 65536
+# after we failed a connection, at most this many bytes are parsed looking for the peer's
+# close frame; then TCP is dropped (a peer flooding frames costs no more than that)
+FAILED_READ_LIMIT = 65536
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                   OSError, ssl.SSLError)
 
@@ -226,12 +229,12 @@ class Peer:
 class WebSocket:
     """One open WebSocket connection, either role."""
 
-    __slots__ = ("__weakref__", "_broken", "_deadline", "_decoder", "_done", "_failed",
-                 "_flushing", "_frames", "_message_deadline", "_out_bytes", "_outbox", "_parts",
-                 "_pong", "_reader_id", "_reading", "_received", "_size", "_writers",
-                 "_writing", "client", "closed", "conn",
-                 "late_bytes", "limits", "messages_in", "on_failure", "on_frame", "out_limit",
-                 "pauses", "peer", "spawn", "stream", "unpause")
+    __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_done",
+                 "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
+                 "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
+                 "_writers", "_writing", "client", "closed", "conn", "late_bytes", "limits",
+                 "messages_in", "on_failure", "on_frame", "out_limit", "pauses", "peer",
+                 "spawn", "stream", "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -264,6 +267,7 @@ class WebSocket:
         self._decoder: Any = getattr(getattr(conn, "_proto", None), "_frame_decoder", None)
         self._received: tuple[int, str] | None = None
         self._failed: tuple[int, str] | None = None
+        self._after_failure = 0  # bytes read since we failed the connection
         self._pong: anyio.Event | None = None
         self._reading = False
         self._deadline: float | None = None
@@ -436,6 +440,14 @@ class WebSocket:
                         data = None
                 else:
                     data = await self._receive()
+                    if data and self._failed is not None:
+                        self._after_failure += len(data)
+                        if self._after_failure > FAILED_READ_LIMIT:
+                            # what a failed peer sends is not processed (§7.1.7): past this,
+                            # it is not parsed either, looking for its close frame
+                            await self._linger()
+                            await self._finish(clean=False)
+                            break
                 if data is None:
                     await self._finish(clean=False)
                     break
@@ -634,11 +646,14 @@ class WebSocket:
         await self._drop()
 
     async def _linger(self) -> None:
+        """Half-close and drop what the peer still sends, for a moment (at most a second, and
+        FAILED_READ_LIMIT * 16 bytes): the peer can read our close frame before TCP ends."""
         with anyio.move_on_after(min(self.limits.close_timeout, 1.0)):
             try:
                 await self.stream.send_eof()
-                while True:
-                    await self.stream.receive(READ_SIZE)
+                left = FAILED_READ_LIMIT * 16
+                while left > 0:
+                    left -= len(await self.stream.receive(READ_SIZE))
             # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
             except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
                 pass

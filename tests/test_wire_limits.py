@@ -360,7 +360,7 @@ async def test_endless_empty_continuation_frames_are_refused(tmp_path: Path) -> 
     """Zero-length fragments add nothing to max_message: they are counted. The default
     bound is max(65536, max_message // 1024) fragments of one message."""
     empties = frame(0x0, b"", fin=False) * 70_000
-    async with serving(echo(), tmp_path) as run:
+    async with serving(echo("close_timeout = 60s"), tmp_path) as run:
         port, url = await run.port(), await run.url()
         async with client(url) as other:
             raw = await Raw.connect(port)
@@ -372,6 +372,14 @@ async def test_endless_empty_continuation_frames_are_refused(tmp_path: Path) -> 
                 except (anyio.BrokenResourceError, OSError):
                     pass  # refused before all were written
             assert await raw.close_frame() == (1009, "message in more than 65536 fragments")
+            # a peer that goes on flooding is not parsed for long: it is dropped long before
+            # close_timeout (a minute) would drop it
+            with anyio.fail_after(T):
+                try:
+                    while True:
+                        await raw.send(frame(0x0, b"", fin=False) * 10_000)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    pass
             await raw.aclose()
             await other.send("others are served")
             assert await recv(other) == "others are served"
