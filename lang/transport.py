@@ -129,14 +129,16 @@ class Limits:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
-    # the frames of one message: more fail with 1009 (0: max(65536, max_message // 1024))
+    # the frames of one message that say more is to come (FIN clear): more fail with 1009.
+    # 0: max(65536, max_message // 64), so that a message of max_message bytes in 64-byte
+    # fragments fits (Autobahn's 9.3.1 and 9.4.1 send 4 MiB so: 65536 and an empty last one)
     max_fragments: int = 0
     # a message begun and not finished within this many seconds fails with 1008 (0: never)
     message_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.max_fragments <= 0:
-            self.max_fragments = max(65536, self.max_message // 1024)
+            self.max_fragments = max(65536, self.max_message // 64)
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -515,7 +517,7 @@ class WebSocket:
                         self._parts.append(chunk)
                     if ev.frame_finished:
                         self._frames += 1
-                        if self._frames >= self.limits.max_fragments:
+                        if self._frames > self.limits.max_fragments:
                             await self._fail_message(1009, "message in more than "
                                                      f"{self.limits.max_fragments} fragments")
                             continue

@@ -358,7 +358,8 @@ async def test_a_frame_header_announcing_more_than_max_message_is_refused_at_onc
 
 async def test_endless_empty_continuation_frames_are_refused(tmp_path: Path) -> None:
     """Zero-length fragments add nothing to max_message: they are counted. The default
-    bound is max(65536, max_message // 1024) fragments of one message."""
+    bound is max(65536, max_message // 64) fragments (frames with FIN clear) of one
+    message."""
     empties = frame(0x0, b"", fin=False) * 70_000
     async with serving(echo("close_timeout = 60s"), tmp_path) as run:
         port, url = await run.port(), await run.url()
