@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -354,6 +355,31 @@ async def test_a_frame_header_announcing_more_than_max_message_is_refused_at_onc
     assert res.code == 0
     assert len(errors(res.out)) == 3, res.out
     assert all("message over 1000 bytes; closing with 1009" in e for e in errors(res.out))
+
+
+async def test_a_compressed_frame_announcing_far_more_than_max_message_is_refused_at_once(
+        tmp_path: Path) -> None:
+    """With permessage-deflate the wire length is not the message's, but deflate inflates to
+    at least about what it was given: a compressed frame (or the continuation of a
+    compressed message) announcing far more than max_message is refused at its header."""
+    deflate = zlib.compressobj(wbits=-15)
+    small = deflate.compress(b"hello " * 100) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    small = small[:-4]  # RFC 7692 §7.2.1: the sync flush's last 4 bytes are left out
+    async with serving(echo("max_message = 1000\n compression = true"), tmp_path) as run:
+        port, url = await run.port(), await run.url()
+        for announced in [b"\xc1" + frame(0x1, b"", length=100_000)[1:14],
+                          b"\x41" + frame(0x1, small)[1:] + frame(0x0, b"", length=5000)[:8]]:
+            raw = await Raw.connect(port)
+            await raw.send(upgrade_request(
+                extra="Sec-WebSocket-Extensions: permessage-deflate\r\n").encode())
+            status, text = await raw.response()
+            assert status == 101 and "permessage-deflate" in text, text
+            await raw.send(announced)
+            assert await raw.close_frame() == (1009, "message over 1000 bytes")
+            await raw.aclose()
+        await still_serving(url)
+        await quit_server(url)
+    assert run.result.code == 0
 
 
 async def test_endless_empty_continuation_frames_are_refused(tmp_path: Path) -> None:
