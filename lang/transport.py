@@ -15,18 +15,26 @@ Rules of this module (it knows nothing of evt):
   protocol errors with 1002; a message over the limit with 1009; a keep-alive ping without a
   pong with 1011. Bytes are counted as they arrive, after decompression too, so a compressed
   bomb cannot grow memory.
+- Bounds on what a peer can make us hold or spend: the opening request's head
+  (lang.http_request: 414, 431); a frame whose header announces more than max_message is
+  refused at the header (1009); the frames of one message are counted (max_fragments, then
+  1009) and timed (message_timeout, then 1008); after we fail a connection, at most
+  FAILED_READ_LIMIT bytes are parsed looking for the peer's close frame.
+- Bytes that came in the same read as the opening request are the connection's first.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import re
 import ssl
 import weakref
 import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -50,11 +58,17 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .http_request import BadRequest, RequestHead
+from .http_request import check as check_request
+
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144
 _OPEN = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
 # replies queued while one read is processed are written together, up to this many bytes
 BATCH_LIMIT = 65536
+# after we failed a connection, at most this many bytes are parsed looking for the peer's
+# close frame; then TCP is dropped (a peer flooding frames costs no more than that)
+FAILED_READ_LIMIT = 65536
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                   OSError, ssl.SSLError)
 
@@ -121,6 +135,16 @@ class Limits:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     close_timeout: float = 5.0
+    # the frames of one message that say more is to come (FIN clear): more fail with 1009.
+    # 0: max(65536, max_message // 64), so that a message of max_message bytes in 64-byte
+    # fragments fits (Autobahn's 9.3.1 and 9.4.1 send 4 MiB so: 65536 and an empty last one)
+    max_fragments: int = 0
+    # a message begun and not finished within this many seconds fails with 1008 (0: never)
+    message_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_fragments <= 0:
+            self.max_fragments = max(65536, self.max_message // 64)
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -213,11 +237,12 @@ class Peer:
 class WebSocket:
     """One open WebSocket connection, either role."""
 
-    __slots__ = ("__weakref__", "_broken", "_deadline", "_done", "_failed", "_flushing",
-                 "_out_bytes", "_outbox", "_parts", "_pong", "_reader_id", "_reading",
-                 "_received", "_size", "_writers", "_writing", "client", "closed", "conn",
-                 "late_bytes", "limits", "messages_in", "on_failure", "on_frame", "out_limit",
-                 "pauses", "peer", "spawn", "stream", "unpause")
+    __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_done",
+                 "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
+                 "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
+                 "_writers", "_writing", "client", "closed", "conn", "late_bytes", "limits",
+                 "messages_in", "on_failure", "on_frame", "out_limit", "pauses", "peer",
+                 "spawn", "stream", "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -243,8 +268,14 @@ class WebSocket:
         self._done: anyio.Event | None = None  # made when someone waits: memory per idle conn
         self._parts: list[Any] = []  # the fragments of a message being received
         self._size = 0
+        self._frames = 0  # the frames of that message so far
+        self._message_deadline: float | None = None  # when that message must be finished
+        # wsproto's frame decoder, whose header of a frame still arriving says how long the
+        # frame is: a frame announcing more than max_message is refused at its header
+        self._decoder: Any = getattr(getattr(conn, "_proto", None), "_frame_decoder", None)
         self._received: tuple[int, str] | None = None
         self._failed: tuple[int, str] | None = None
+        self._after_failure = 0  # bytes read since we failed the connection
         self._pong: anyio.Event | None = None
         self._reading = False
         self._deadline: float | None = None
@@ -410,16 +441,28 @@ class WebSocket:
                 await self._write_batch()
             receive = self.stream.receive
             while self.closed is None:
-                if self._deadline is None:  # the common case, without a frame of its own
-                    try:
+                if self._deadline is None and self._message_deadline is None:
+                    try:  # the common case, without a frame of its own
                         data = await receive(READ_SIZE)
                     except _STREAM_ERRORS:
                         data = None
                 else:
                     data = await self._receive()
+                    if data and self._failed is not None:
+                        self._after_failure += len(data)
+                        if self._after_failure > FAILED_READ_LIMIT:
+                            # what a failed peer sends is not processed (§7.1.7): past this,
+                            # it is not parsed either, looking for its close frame
+                            await self._linger()
+                            await self._finish(clean=False)
+                            break
                 if data is None:
                     await self._finish(clean=False)
                     break
+                if not data:  # the message being received is late
+                    await self._fail_message(1008, "message not finished within "
+                                             f"{_seconds(self.limits.message_timeout)}")
+                    continue
                 await self._feed(data, on_message)
                 if self._outbox and not self._writing:
                     await self._write_batch()
@@ -429,14 +472,26 @@ class WebSocket:
         return self.closed
 
     async def _receive(self) -> bytes | None:
+        """One read within the close deadline (None when it passed, or the stream ended), or
+        else within the deadline of the message being received (b"" when that passed)."""
         try:
             if self._deadline is None:
-                return await self.stream.receive(READ_SIZE)
+                if self._message_deadline is None:
+                    return await self.stream.receive(READ_SIZE)
+                with anyio.move_on_after(self._message_deadline - anyio.current_time()):
+                    return await self.stream.receive(READ_SIZE)
+                return b""
             with anyio.move_on_after(self._deadline - anyio.current_time()):
                 return await self.stream.receive(READ_SIZE)
             return None
         except _STREAM_ERRORS:
             return None
+
+    async def _fail_message(self, code: int, reason: str) -> None:
+        """Fail the connection for the message being received, which is dropped."""
+        self._parts = []
+        self._message_deadline = None
+        await self.fail(code, reason)
 
     async def _feed(self, data: bytes, on_message: Callable[[Any], Awaitable[None]]) -> None:
         try:
@@ -460,19 +515,32 @@ class WebSocket:
                     else len(chunk.encode("utf-8"))
                 self._size += size
                 if self._size > self.limits.max_message:
-                    self._parts = []
-                    await self.fail(1009, f"message over {self.limits.max_message} bytes")
+                    await self._fail_message(1009, f"message over {self.limits.max_message} "
+                                             "bytes")
                     continue
                 if not ev.message_finished:
-                    self._parts.append(chunk)
+                    if chunk:  # empty fragments are counted, not kept
+                        self._parts.append(chunk)
+                    if ev.frame_finished:
+                        self._frames += 1
+                        if self._frames > self.limits.max_fragments:
+                            await self._fail_message(1009, "message in more than "
+                                                     f"{self.limits.max_fragments} fragments")
+                            continue
+                    if self._message_deadline is None and self.limits.message_timeout > 0:
+                        self._message_deadline = anyio.current_time() \
+                            + self.limits.message_timeout
                     continue
                 if self._parts:
-                    self._parts.append(chunk)
+                    if chunk:
+                        self._parts.append(chunk)
                     chunk = ("" if t is TextMessage else b"").join(self._parts)
                     self._parts = []
                 elif t is BytesMessage and type(chunk) is not bytes:
                     chunk = bytes(chunk)
                 self._size = 0
+                self._frames = 0
+                self._message_deadline = None
                 self.messages_in += 1
                 if self.on_frame is not None:
                     self.on_frame("<", "text" if t is TextMessage else "binary", chunk)
@@ -487,6 +555,29 @@ class WebSocket:
                 await self._on_close(ev)
                 if self.closed is not None:
                     return
+        header = self._decoder.header if self._decoder is not None else None
+        if header is not None and self._failed is None and conn.state is _OPEN:
+            await self._check_header(header)
+
+    async def _check_header(self, header: Any) -> None:
+        """A data frame whose header has come and whose payload has not (all) come: refused
+        now if the message will be over max_message, not when the bytes have come (a peer
+        that announces a huge frame and sends nothing would hold the connection until the
+        keep-alive gives up). A compressed frame inflates to at least about its own length
+        (zlib's worst case adds about 1/1000): it is refused when over that much more."""
+        if header.opcode.iscontrol():
+            return
+        limit = self.limits.max_message
+        if header.rsv.rsv1 or self._inflating():
+            if header.payload_len > limit + (limit >> 9) + 64:
+                await self._fail_message(1009, f"message over {limit} bytes")
+        elif self._size + header.payload_len - self._decoder.payload_consumed > limit:
+            await self._fail_message(1009, f"message over {limit} bytes")
+
+    def _inflating(self) -> bool:
+        """Whether the message being received is compressed (the continuation frames of a
+        compressed message do not have the bit set)."""
+        return any(getattr(e, "_inbound_compressed", False) for e in self._decoder.extensions)
 
     async def _on_close(self, ev: CloseConnection) -> None:
         state = self.conn.state
@@ -517,7 +608,7 @@ class WebSocket:
             await self._end_tcp()
         else:  # wsproto found a protocol violation in what the peer sent
             code = int(ev.code) if ev.code in (1002, 1007, 1009) else 1002
-            reason = ev.reason or CLOSE_NAMES[code]
+            reason = _violation_words(code, ev.reason or CLOSE_NAMES[code])
             if reason == "error in extension":  # wsproto's words for BoundedDeflate's refusal
                 reason = (f"message over {self.limits.max_message} bytes" if code == 1009
                           else "bad compressed data")
@@ -563,11 +654,14 @@ class WebSocket:
         await self._drop()
 
     async def _linger(self) -> None:
+        """Half-close and drop what the peer still sends, for a moment (at most a second, and
+        FAILED_READ_LIMIT * 16 bytes): the peer can read our close frame before TCP ends."""
         with anyio.move_on_after(min(self.limits.close_timeout, 1.0)):
             try:
                 await self.stream.send_eof()
-                while True:
-                    await self.stream.receive(READ_SIZE)
+                left = FAILED_READ_LIMIT * 16
+                while left > 0:
+                    left -= len(await self.stream.receive(READ_SIZE))
             # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
             except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
                 pass
@@ -733,6 +827,18 @@ def _message(data: str | bytes) -> Any:
     return BytesMessage(data=data)
 
 
+def _violation_words(code: int, reason: str) -> str:
+    """wsproto's words for what the peer did wrong, in evt's where they are Python's."""
+    if code == 1007:
+        where = re.search(r"in position (\d+)", reason)
+        at = f" at byte {where[1]}" if where else ""
+        if reason.startswith("Error decoding CLOSE reason"):
+            return f"close reason not valid UTF-8{at}"
+        if "codec can't decode" in reason:
+            return "text message not valid UTF-8"
+    return reason
+
+
 def _seconds(x: float) -> str:
     return f"{int(x)}s" if float(x).is_integer() else f"{x:g}s"
 
@@ -868,8 +974,6 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
 
 
 def _rejected(status: int, body: bytes) -> str:
-    from http import HTTPStatus
-
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -926,8 +1030,11 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                  admit: Callable[[], str | None] | None = None, **hooks: Any) -> WebSocket:
     """The server side of the opening handshake, within handshake_timeout. Refusals are
     answered with an HTTP response and raise Rejected; a client that stalls or speaks
-    something else raises TransportError. `admit` may refuse with 503 (its reason)."""
+    something else raises TransportError. `admit` may refuse with 503 (its reason). The
+    request head is bounded (lang.http_request) whatever the reads; what came after it in
+    the same reads is the client's first WebSocket bytes, kept for the connection."""
     ws = WSConnection(ConnectionType.SERVER)
+    head = RequestHead()
     timeout = opts.handshake_timeout if opts.handshake_timeout > 0 else math.inf
     try:
         with anyio.fail_after(timeout):
@@ -936,23 +1043,52 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                     data = await stream.receive(READ_SIZE)
                 except _STREAM_ERRORS:
                     raise TransportError("the client left during the handshake") from None
-                try:
-                    ws.receive_data(data)
-                    events = list(ws.events())
-                except RemoteProtocolError as e:
-                    await _reject(stream, ws, 400, f"bad request: {e}", e.event_hint)
-                    raise Rejected(400, f"bad request: {e}") from None
-                for ev in events:
-                    if isinstance(ev, Request):
-                        return await _answer(stream, ws, ev, opts, remote, admit, **hooks)
+                got = _read_request(ws, head, data)
+                del data  # a refusal lingers a moment: it holds no read buffer
+                if got is None:
+                    continue
+                if isinstance(got, Request):
+                    return await _answer(stream, ws, got, opts, remote, admit, head.rest,
+                                         **hooks)
+                status, why, headers = got
+                await refuse(stream, status, why, headers)
+                raise Rejected(status, why)
     except TimeoutError:
         raise TransportError(f"handshake not finished within "
                              f"{_seconds(opts.handshake_timeout)}") from None
 
 
+def _read_request(ws: WSConnection, head: RequestHead, data: bytes
+                  ) -> Request | tuple[int, str, tuple[tuple[str, str], ...]] | None:
+    """One read of the request: None while its head is incomplete, then the Request, or
+    the refusal (status, why, headers). (No exception leaves here: its traceback would keep
+    the read's buffers alive while the refusal lingers.)"""
+    try:
+        if not head.feed(data):
+            return None
+        check_request(head.head)
+    except BadRequest as e:
+        head.forget()
+        return e.status, f"bad request: {e.reason}" if e.status == 400 else e.reason, e.headers
+    try:
+        ws.receive_data(head.head)
+        events = list(ws.events())
+    except RemoteProtocolError as e:
+        status, headers = 400, ()
+        if isinstance(e.event_hint, RejectConnection):
+            status = e.event_hint.status_code
+            headers = tuple((k.decode("latin-1"), v.decode("latin-1"))
+                            for k, v in e.event_hint.headers if k.lower() != b"content-length")
+        return status, f"bad request: {e}", headers
+    for ev in events:
+        if isinstance(ev, Request):
+            return ev
+    return 400, "bad request: not a complete HTTP request", ()
+
+
 async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                   opts: ServerOptions, remote: str, admit: Callable[[], str | None] | None,
-                  **hooks: Any) -> WebSocket:
+                  rest: bytes, **hooks: Any) -> WebSocket:
     path, _, query = req.target.partition("?")
     # wsproto takes these out of the headers into fields of its own: put them back
     headers: list[tuple[bytes | str, bytes | str]] = [("host", req.host)]
@@ -963,18 +1099,18 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                         ", ".join(e if isinstance(e, str) else e.name for e in req.extensions)))
     headers += req.extra_headers
     if opts.path is not None and path != opts.path:
-        await _reject(stream, ws, 404, f"no WebSocket at {path}")
+        await refuse(stream, 404, f"no WebSocket at {path}")
         raise Rejected(404, f"path {path!r} is not {opts.path!r}")
     if opts.origins is not None:
         origin = header_items(headers).get("origin")
         if origin not in opts.origins:
-            await _reject(stream, ws, 403, "origin not allowed")
+            await refuse(stream, 403, "origin not allowed")
             raise Rejected(403, f"origin {origin!r} is not allowed" if origin
                            else "no Origin header")
     if admit is not None:
         refusal = admit()
         if refusal:
-            await _reject(stream, ws, 503, refusal)
+            await refuse(stream, 503, refusal)
             raise Rejected(503, refusal)
     chosen = next((p for p in opts.subprotocols if p in req.subprotocols), None)
     extensions = []
@@ -987,28 +1123,54 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
         raise TransportError("the client left during the handshake") from None
     conn = ws.connection
     assert conn is not None
+    if rest:
+        # bytes that came with the request are WebSocket bytes (a pipelined second request
+        # too: after 101 the connection speaks WebSocket); wsproto's server side drops them
+        # (h11's trailing data), so the connection gets them here and `run` reads them first
+        conn.receive_data(rest)
     peer = Peer(remote=remote, path=path, query=query, headers=headers, subprotocol=chosen)
     return WebSocket(stream, conn, client=False, limits=opts.limits, peer=peer, **hooks)
 
 
-async def _reject(stream: anyio.abc.ByteStream, ws: WSConnection, status: int, text: str,
-                  hint: Any = None) -> None:
-    body = (text + "\n").encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"),
-               (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    if isinstance(hint, RejectConnection):
-        headers += [(k, v) for k, v in hint.headers if k.lower() not in (b"content-length",)]
-        status = hint.status_code if hint.status_code != 400 else status
+def http_response(status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
+    """A whole HTTP/1.1 answer with a plain-text body; the connection closes after it."""
     try:
-        data = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-        data += ws.send(RejectData(data=body, body_finished=True))
-    except LocalProtocolError:
-        data = (f"HTTP/1.1 {status} Error\r\ncontent-length: {len(body)}\r\n"
-                f"connection: close\r\n\r\n").encode() + body
-    with anyio.move_on_after(2):
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    body = (text + "\n").encode()
+    lines = [f"HTTP/1.1 {status} {phrase}", "Content-Type: text/plain; charset=utf-8",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+
+
+async def refuse(stream: anyio.abc.ByteStream, status: int, text: str,
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
+    """Answer a refused request and end the connection. What the client still sends is read
+    and dropped for a moment first (a half-close, then draining): closing with unread bytes
+    would reset the connection, and the client could lose the answer. Bounded (4s at most)
+    and shielded: a handshake timeout that passes meanwhile does not make it a drop.
+    (Modules are imported beforehand: with every file descriptor in use, an import here
+    could not open its file.)"""
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(2):
+            try:
+                await stream.send(http_response(status, text, headers))
+            except _STREAM_ERRORS:
+                pass
+        await _drain_and_close(stream)
+
+
+async def _drain_and_close(stream: anyio.abc.ByteStream) -> None:
+    with anyio.move_on_after(1):
         try:
-            await stream.send(data)
-        except _STREAM_ERRORS:
+            await stream.send_eof()
+            budget = 1024 * 1024
+            while budget > 0:
+                budget -= len(await stream.receive(65536))
+        # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
+        except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
             pass
     await _quiet_close(stream)
 

@@ -5,7 +5,14 @@ Rules of this module (beyond Incari, which has no server):
   line; the server writes `NAME: listening on ws://HOST:PORT/` to standard error.
 - Each peer is one task and one source: its events run one at a time, in order.
 - Handshake refusals are answered with an HTTP response (404 path, 403 origin, 503 full, 400
-  not a WebSocket request); a client that does not finish within handshake_timeout is dropped.
+  not a WebSocket request, 400 plain HTTP to a TLS port); a client that does not finish within
+  handshake_timeout is dropped.
+- `max_clients` counts every connection from its TCP accept: clients still in their
+  handshake hold a place too (a client over the count gets 503 once its request is read).
+- The accept loop never ends the server: out of file descriptors (EMFILE, ENFILE, ENOBUFS,
+  ENOMEM) or any other accept error is reported as an error event of the server (at most once
+  a minute) and accepting backs off (0.1s, doubling to 1s) while the clients it has are served,
+  as asyncio's own accept loop and nginx do.
 - `broadcast` never waits for a peer: it queues the message on each peer's outbox. A peer with
   more than max(1 MiB, max_message) bytes still waiting is too slow to keep up: it gets an
   error event and is closed with 1008 (policy violation).
@@ -14,8 +21,8 @@ Rules of this module (beyond Incari, which has no server):
 
 from __future__ import annotations
 
+import errno
 import ssl
-from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -37,6 +44,7 @@ from .transport import (
     close_text,
     header_items,
     listen_tls_context,
+    refuse,
 )
 from .values import to_str, type_name
 from .ws import Channel, Endpoint, closed_value, encode, limits_of
@@ -45,6 +53,9 @@ if TYPE_CHECKING:
     from .interpreter import Runtime
 
 _READ_ONLY = ("id", "remote", "path", "query", "headers", "subprotocol")
+ACCEPT_BACKOFF = (0.1, 1.0)  # seconds: the first wait after a failed accept, the longest
+ACCEPT_REPORT_EVERY = 60.0  # seconds: at most one error event for failing accepts
+_OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class PeerChannel(Channel):
@@ -133,7 +144,8 @@ class ServerEndpoint(Endpoint):
         self.address: str | None = None
         self.scope: anyio.CancelScope | None = None  # while listening
         self.next_id = 1
-        self.admitted = 0
+        self.admitted = 0  # connections holding a place of max_clients (handshakes too)
+        self._accept_reported: float | None = None  # when a failing accept was reported
         self._tls: ssl.SSLContext | None = None
         self._opts: ServerOptions | None = None
         self._handshakes: set[anyio.CancelScope] = set()  # clients still in their handshake
@@ -189,13 +201,52 @@ class ServerEndpoint(Endpoint):
         try:
             async with anyio.create_task_group() as peers:
                 with scope:
-                    async with listener:
-                        await listener.serve(partial(self._client, scope), task_group=peers)
+                    async with listener, anyio.create_task_group() as accepting:
+                        for one in getattr(listener, "listeners", [listener]):
+                            accepting.start_soon(self._accept, one, scope, peers)
         finally:
             if self.scope is scope:
                 self.scope = None
                 self.address = None
             self.rt.release()
+
+    async def _accept(self, listener: anyio.abc.Listener, listening: anyio.CancelScope,
+                      peers: anyio.abc.TaskGroup) -> None:
+        """Accept until cancelled; a failing accept backs off and is reported, never fatal.
+        Each connection takes its place of max_clients here, before its handshake."""
+        wait = 0.0
+        while True:
+            try:
+                stream = await listener.accept()
+            except ConnectionAbortedError:
+                continue  # the client left before it was accepted
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return
+            except OSError as e:
+                self._accept_failed(e)
+                wait = min(wait * 2, ACCEPT_BACKOFF[1]) if wait else ACCEPT_BACKOFF[0]
+                await anyio.sleep(wait)
+                continue
+            wait = 0.0
+            placed = self.admitted < int(self.config["max_clients"])
+            if placed:
+                self.admitted += 1
+            peers.start_soon(self._client, listening, stream, placed)
+
+    def _accept_failed(self, e: OSError) -> None:
+        now = anyio.current_time()
+        if self._accept_reported is not None \
+                and now - self._accept_reported < ACCEPT_REPORT_EVERY:
+            return
+        self._accept_reported = now
+        cause = e.strerror or str(e) or type(e).__name__
+        code = errno.errorcode.get(e.errno or 0, "")
+        why = f"{cause} ({code})" if code else cause
+        if e.errno in _OUT_OF_RESOURCES:
+            why += (f"; {len(self.peers)} clients connected: raise the limit (ulimit -n) or "
+                    "lower max_clients")
+        self.report_error(f"{self.name}: cannot accept connections: {why}; retrying "
+                          "(reported at most once a minute)", None)
 
     async def evt_stop(self, span: A.Span) -> None:
         """Stop listening, and close every peer with 1001 (waiting for their close
@@ -241,27 +292,21 @@ class ServerEndpoint(Endpoint):
                              compression=bool(cfg["compression"]), limits=limits_of(cfg))
         return self._opts
 
-    def _admit(self) -> str | None:
-        if self.admitted >= int(self.config["max_clients"]):
-            return f"server full ({self.config['max_clients']} clients)"
-        self.admitted += 1
-        return None
-
-    async def _client(self, listening: anyio.CancelScope, stream: anyio.abc.ByteStream
-                      ) -> None:
+    async def _client(self, listening: anyio.CancelScope, stream: anyio.abc.ByteStream,
+                      placed: bool) -> None:
         """One client, from its handshake to its end. `listening` is the scope of the
-        `start` that accepted it: once that server stopped, the handshake is refused. (One
-        function for the whole connection, and the handshake in one that returns: each
-        suspended frame costs memory for every idle connection.)"""
-        admitted = False
+        `start` that accepted it: once that server stopped, the handshake is refused.
+        `placed`: it holds a place of max_clients (given back here at its end); without one
+        its handshake is refused with 503. (One function for the whole connection, and the
+        handshake in one that returns: each suspended frame costs memory for every idle
+        connection.)"""
 
         def admit() -> str | None:
-            nonlocal admitted
             if self.scope is not listening:  # stopped since the TCP connection came
                 return "server stopped"
-            refusal = self._admit()
-            admitted = refusal is None
-            return refusal
+            if not placed:
+                return f"server full ({self.config['max_clients']} clients)"
+            return None
 
         try:
             ws = await self._handshake(stream, listening, admit)
@@ -281,7 +326,7 @@ class ServerEndpoint(Endpoint):
             self.rt.internal_error(f"server {self.name}")
             await _close_quietly(stream)
         finally:
-            if admitted:
+            if placed:
                 self.admitted -= 1
 
     async def _handshake(self, stream: anyio.abc.ByteStream, listening: anyio.CancelScope,
@@ -328,7 +373,13 @@ class ServerEndpoint(Endpoint):
                                             standard_compatible=False)
         except TimeoutError:
             raise TransportError("TLS handshake not finished in time") from None
-        except (ssl.SSLError, OSError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
+        except ssl.SSLError as e:
+            if e.reason in ("HTTP_REQUEST", "HTTPS_PROXY_REQUEST"):  # as nginx answers it
+                await refuse(stream, 400, "plain HTTP request to a TLS (wss://) port: use "
+                                          "wss:// (or https://)")
+                raise Rejected(400, "plain HTTP request to a TLS port") from None
+            raise TransportError(f"TLS handshake failed: {e}") from None
+        except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
             raise TransportError(f"TLS handshake failed: {e}") from None
 
     # ------------------------------------------------------------ broadcast

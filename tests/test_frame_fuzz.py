@@ -130,12 +130,13 @@ class Prediction:
     certain: bool = True  # False: the violation is in a cut frame; the close may not come yet
     violation: bool = False  # the server fails the connection (it did not echo a close)
     why: str = ""
+    also: int | None = None  # another close code that comes first in some reads
 
     @property
     def allowed(self) -> set[int | None]:
         if self.close is None:
             return {None}
-        return {self.close} if self.certain else {None, self.close}
+        return ({self.close} if self.certain else {None, self.close}) | {self.also} - {None}
 
 
 def predict(data: bytes) -> Prediction:
@@ -229,8 +230,9 @@ def predict(data: bytes) -> Prediction:
                 try:
                     decoder.decode(body, whole and fin)
                 except UnicodeDecodeError:
+                    p.also = 1009 if size - len(body) + length > MAX_MESSAGE else None
                     return fail(1007, "text not UTF-8", whole)
-            if size > MAX_MESSAGE:
+            if size - len(body) + length > MAX_MESSAGE:  # refused at the frame's header
                 return fail(1009, "message over max_message")
             if not whole:
                 return p
