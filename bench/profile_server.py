@@ -23,9 +23,9 @@ def main() -> None:
     import anyio
 
     import stdlib
-    from lang.checker import check
-    from lang.interpreter import Runtime
-    from lang.loader import load
+    from lang.check.checker import check
+    from lang.interpreter.program import Runtime
+    from lang.syntax.loader import load
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -101,7 +101,7 @@ def gen_script(lines: int) -> str:
 
 def bench_language(quick: bool) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from lang.parser import parse_module
+    from lang.syntax.parser import parse_module
 
     text = gen_script(10_000)
     nlines = text.count("\n")
@@ -129,9 +129,9 @@ def bench_language(quick: bool) -> dict[str, Any]:
     import anyio
 
     import stdlib
-    from lang.checker import check
-    from lang.interpreter import Runtime
-    from lang.parser import parse_module as parse
+    from lang.check.checker import check
+    from lang.interpreter.program import Runtime
+    from lang.syntax.parser import parse_module as parse
 
     n = 1_000_000
     loop_src = f"on project start {{ let s = 0; for i in range({n}) {{ s = s + i }}; print s }}"

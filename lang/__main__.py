@@ -1,6 +1,6 @@
 """`python -m lang` is `evt`."""
 
-from .cli import main
+from lang.cli import main
 
 if __name__ == "__main__":
     main()

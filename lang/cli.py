@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, NoReturn
 
-from . import ast as A
+from lang import ast as A
 
 VERSION = "0.1.0"
 
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    from .limits import raise_recursion_limit
+    from lang.limits import raise_recursion_limit
 
     raise_recursion_limit()
     for stream in (sys.stdout, sys.stderr):
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     elif opts.command == "check":
         code = cmd_check(opts.files)
     elif opts.command == "repl":
-        from .repl import cmd_repl
+        from lang.repl import cmd_repl
         code = cmd_repl(opts)
     else:
         _parser().print_help(sys.stderr)
@@ -101,9 +101,9 @@ def _err(text: str) -> None:
 def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | None, int]:
     """Parse, follow imports and check. Prints every problem; returns (decls, 0) or
     (None, exit code)."""
-    from .checker import check
-    from .errors import SOURCES, EvtSyntaxError, EvtUsageError
-    from .loader import load
+    from lang.check.checker import check
+    from lang.errors import SOURCES, EvtSyntaxError, EvtUsageError
+    from lang.syntax.loader import load
 
     try:
         decls, problems = load(path)
@@ -148,9 +148,9 @@ def cmd_check(files: list[str]) -> int:
 
 def parse_set_value(text: str) -> Any:
     """An evt literal (3, true, [1, 2], "x") when VALUE is one, else the text itself."""
-    from .checker import _NOT_LITERAL, _literal
-    from .errors import EvtSyntaxError
-    from .parser import parse_expr
+    from lang.check.checker import _NOT_LITERAL, _literal
+    from lang.errors import EvtSyntaxError
+    from lang.syntax.parser import parse_expr
 
     try:
         value = _literal(parse_expr(text, "--set"))
@@ -200,8 +200,8 @@ def cmd_run(opts: argparse.Namespace) -> int:
 
     import anyio
 
-    from .interpreter import Runtime
-    from .stdio import Stdio
+    from lang.interpreter.program import Runtime
+    from lang.runtime.stdio import Stdio
 
     rt = Runtime(builtins=builtins, args=list(opts.args), verbose=opts.verbose,
                  trace=opts.trace, stdio=Stdio())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from .values import brief, type_name
+from lang.values import brief, type_name
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ast import NOSPAN, Span
+from lang.ast import NOSPAN, Span
 
 
 class _Sources:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .ast import Span
-from .errors import EvtRuntimeError
-from .limits import MAX_PRODUCT_DIGITS, MAX_RESULT, product_too_large
-from .values import a_type, brief, contains, equals, type_name
+from lang.ast import Span
+from lang.errors import EvtRuntimeError
+from lang.limits import MAX_PRODUCT_DIGITS, MAX_RESULT, product_too_large
+from lang.values import a_type, brief, contains, equals, type_name
 
 _NUM = (int, float)
 

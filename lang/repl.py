@@ -36,15 +36,15 @@ import anyio.from_thread
 import anyio.lowlevel
 from prompt_toolkit.completion import Completer, Completion
 
-from . import ast as A
-from .checker import Checker, Symbols
-from .compiler import Layout, Scope
-from .errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError, quote_source
-from .interpreter import Installed, Runtime, SceneInfo
-from .parser import parse_repl
-from .runtime import AssertFailed, Inv, shutdown_signals, signal_exit_code
-from .stdio import Stdio, owes, read_lines, settle
-from .values import to_repr
+from lang import ast as A
+from lang.check.checker import Checker, Symbols
+from lang.compile.compiler import Layout, Scope
+from lang.errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError, quote_source
+from lang.interpreter.program import Installed, Runtime, SceneInfo
+from lang.runtime.core import AssertFailed, Inv, shutdown_signals, signal_exit_code
+from lang.runtime.stdio import Stdio, owes, read_lines, settle
+from lang.syntax.parser import parse_repl
+from lang.values import to_repr
 
 SOURCE = "<repl>"
 PROMPT = "evt> "
@@ -152,7 +152,7 @@ class Repl:
         from prompt_toolkit.lexers import PygmentsLexer
         from prompt_toolkit.patch_stdout import patch_stdout
 
-        from .highlight import EvtLexer
+        from lang.highlight import EvtLexer
 
         history: Any
         try:
@@ -164,7 +164,7 @@ class Repl:
         session: PromptSession[str] = PromptSession(
             history=history, lexer=PygmentsLexer(EvtLexer), completer=EvtCompleter(self),
             complete_while_typing=False)
-        from .cli import VERSION
+        from lang.cli import VERSION
 
         self.out(f"evt {VERSION}: a live session. :help for help, Ctrl-D to leave.")
         with patch_stdout(raw=True):
@@ -345,7 +345,7 @@ class Repl:
     async def load(self, path: str) -> None:
         """Load a script: its declarations join the session, its project variables are set,
         its timers start and its `on project start` handlers run."""
-        from .loader import load
+        from lang.syntax.loader import load
 
         rt = self.rt
         try:
@@ -465,7 +465,7 @@ class EvtCompleter(Completer):
         self.repl = repl
 
     def words(self) -> set[str]:
-        from .highlight import CONSTANTS, KEYWORDS
+        from lang.highlight import CONSTANTS, KEYWORDS
 
         rt = self.repl.rt
         names = set(KEYWORDS) | set(CONSTANTS) | set(self.repl.builtins)
@@ -494,8 +494,7 @@ class EvtCompleter(Completer):
 
 def cmd_repl(opts: Any) -> int:
     import stdlib
-
-    from .cli import choose_loop
+    from lang.cli import choose_loop
 
     builtins = stdlib.load()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()

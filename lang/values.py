@@ -15,8 +15,8 @@ import math
 import re
 from typing import Any
 
-from .errors import EvtRuntimeError
-from .limits import MAX_INT_DIGITS, MAX_RESULT, int_too_long
+from lang.errors import EvtRuntimeError
+from lang.limits import MAX_INT_DIGITS, MAX_RESULT, int_too_long
 
 _NAMES: dict[type, str] = {
     type(None): "null", bool: "bool", int: "int", float: "float", str: "string",

@@ -72,7 +72,7 @@ def builtin(family: str, name: str | None = None, *, context: bool = False
 def load() -> dict[str, Builtin]:
     """Import every family module (each registers its functions) and return the registry."""
     if not REGISTRY:
-        from . import (  # noqa: F401
+        from stdlib import (  # noqa: F401
             conversion,
             jsonfns,
             lists,

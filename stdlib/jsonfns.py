@@ -6,8 +6,7 @@ from typing import Any
 
 from lang.errors import EvtRuntimeError
 from lang.values import json_error, parse_json, to_json
-
-from . import args, builtin
+from stdlib import args, builtin
 
 
 @builtin("json")

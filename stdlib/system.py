@@ -6,8 +6,7 @@ import os
 from typing import Any
 
 from lang.values import os_text
-
-from . import args, builtin
+from stdlib import args, builtin
 
 
 @builtin("system")

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from . import args, builtin
+from stdlib import args, builtin
 
 
 @builtin("time")

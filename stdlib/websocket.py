@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import args, builtin
+from stdlib import args, builtin
 
 
 def _endpoint(fn: str, param: str, v: Any, kinds: tuple[str, ...], wanted: str) -> Any:

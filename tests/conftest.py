@@ -55,10 +55,10 @@ async def run_evt(source: str, *, tmp_path: Path | None = None, name: str = "tes
     """Parse, check and run a script in-process. Check errors give code 3 and the
     diagnostics in err, as the CLI would."""
     import stdlib
-    from lang.checker import check
+    from lang.check.checker import check
     from lang.errors import EvtSyntaxError
-    from lang.interpreter import Runtime
-    from lang.loader import load
+    from lang.interpreter.program import Runtime
+    from lang.syntax.loader import load
 
     source = textwrap.dedent(source)
     directory = tmp_path if tmp_path is not None else Path(os.environ.get("TMPDIR", "/tmp"))

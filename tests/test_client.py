@@ -401,7 +401,7 @@ async def test_expect_timeout_without_else_is_a_runtime_error(tmp_path: Any) -> 
 
 
 async def test_expect_gives_up_when_the_connection_ends(tmp_path: Any) -> None:
-    """lang/ws.py evt_expect: (False, None) 'on timeout or when the channel ends'."""
+    """lang/endpoints/channel.py evt_expect: (False, None) 'on timeout or when the channel ends'."""
 
     async def handler(ws: ServerConnection) -> None:
         await ws.recv()
@@ -739,7 +739,7 @@ async def test_server_that_never_answers_pings(tmp_path: Any) -> None:
         with anyio.fail_after(T):
             await srv.eof.wait()  # and then the client dropped TCP
     assert (r.code, r.err) == (0, "")
-    # lang/transport.py: a failed connection whose peer sends no close frame ends with our
+    # lang/wire/connection.py: a failed connection whose peer sends no close frame ends with our
     # code, 1011, not clean
     assert r.lines == ["started", "error c: no pong within 0.1s; closing with 1011 "
                        "(internal error)", "stop 1011 false"]

@@ -50,7 +50,7 @@ import anyio.abc
 import pytest
 from conftest import ENV_FOR_CLI, ROOT
 
-from lang.transport import Limits, ServerOptions, WebSocket, accept
+from lang.wire.connection import Limits, ServerOptions, WebSocket, accept
 
 SEED = 1234
 N_INPUTS = 1100

@@ -166,7 +166,7 @@ def test_imports_take_evt_files_only(tmp_path: Path) -> None:
              ('import "os"', "import takes .evt files only"),
              ('import "lang.interpreter"', "import takes .evt files only"),
              ('import "stdlib/strings.py"', "import takes .evt files only"),
-             (f'import "{ROOT / "lang" / "interpreter.py"}"', "import takes .evt files only"),
+             (f'import "{ROOT / "lang" / "interpreter" / "program.py"}"', "import takes .evt files only"),
              ('import "missing.evt"', "cannot read"),
              ('import "dir.evt"', "cannot read"),
              ('import "latin1.evt"', "not UTF-8"),

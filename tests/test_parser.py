@@ -21,8 +21,8 @@ import pytest
 
 from lang import ast as A
 from lang.errors import EvtSyntaxError
-from lang.parser import parse_expr, parse_module, parse_repl
-from lang.transform import parse_number
+from lang.syntax.parser import parse_expr, parse_module, parse_repl
+from lang.syntax.transform import parse_number
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "parser"
 CASES = sorted(p.name for p in GOLDEN.glob("*.evt"))
@@ -116,7 +116,7 @@ def test_golden_set_covers_every_event_operator_and_mode() -> None:
 
 
 def test_golden_sources_use_every_keyword() -> None:
-    grammar = (Path(A.__file__).with_name("grammar.lark")).read_text(encoding="utf-8")
+    grammar = (Path(A.__file__).parent / "syntax" / "grammar.lark").read_text(encoding="utf-8")
     keywords = set(re.findall(r'^[A-Z_]+(?:\.\d+)?: "([a-z]+)"$', grammar, re.M))
     keywords |= {"else", "not in"}
     assert len(keywords) > 50

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import stdlib
-from lang.checker import check
+from lang.check.checker import check
 from lang.errors import Diagnostic, EvtSyntaxError
-from lang.parser import parse_expr, parse_module, parse_repl
+from lang.syntax.parser import parse_expr, parse_module, parse_repl
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CORPUS = sorted(GOLDEN.glob("parser/*.evt")) + sorted(GOLDEN.glob("diagnostics/**/*.evt"))

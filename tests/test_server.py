@@ -122,9 +122,9 @@ async def serving(source: str, tmp_path: Path, *, timeout: float = 2 * T,
     waits (within `timeout` for the whole) for the script to end; `run.result` then holds
     its exit code, stdout and stderr. A check error fails the test at once."""
     import stdlib
-    from lang.checker import check
-    from lang.interpreter import Runtime
-    from lang.loader import load
+    from lang.check.checker import check
+    from lang.interpreter.program import Runtime
+    from lang.syntax.loader import load
 
     path = tmp_path / name
     path.write_text(textwrap.dedent(source), encoding="utf-8")

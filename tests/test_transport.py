@@ -32,7 +32,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from lang.transport import (
+from lang.wire.connection import (
     BoundedDeflate,
     ClientOptions,
     Closed,

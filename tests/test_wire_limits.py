@@ -40,7 +40,7 @@ import trustme
 from conftest import ENV_FOR_CLI, write
 from test_server import T, client, closed_code, recv, serving, upgrade_request
 
-from lang.transport import Limits, ServerOptions, accept
+from lang.wire.connection import Limits, ServerOptions, accept
 
 pytestmark = pytest.mark.anyio
 

@@ -20,22 +20,22 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from . import ast as A
-from . import ops
-from .ast import Span
-from .errors import EvtRuntimeError, Frame
-from .limits import MAX_RESULT, PRODUCT_BITS_OK
-from .runtime import (
+from lang import ast as A
+from lang import ops
+from lang.ast import Span
+from lang.errors import EvtRuntimeError, Frame
+from lang.limits import MAX_RESULT, PRODUCT_BITS_OK
+from lang.runtime.core import (
     MAX_DEPTH,
     AssertFailed,
     ExitRequest,
     FuncCell,
     checkpoint,
 )
-from .values import brief, to_str
+from lang.values import brief, to_str
 
 if TYPE_CHECKING:
-    from .interpreter import Runtime
+    from lang.interpreter.program import Runtime
 
 BREAK, CONTINUE, RETURN = 1, 2, 3
 FIRST_LOCAL = 3

@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from . import ast as A
-from . import config
-from .compiler import Layout, Scope
-from .errors import EvtRuntimeError
-from .transport import Closed, Limits, close_text
-from .values import escape_remote, json_error, parse_json, to_json, to_str, type_name
+from lang import ast as A
+from lang import config
+from lang.compile.compiler import Layout, Scope
+from lang.errors import EvtRuntimeError
+from lang.values import escape_remote, json_error, parse_json, to_json, to_str, type_name
+from lang.wire.connection import Closed, Limits, close_text
 
 if TYPE_CHECKING:
-    from .compiler import Compiler
-    from .interpreter import Runtime
-    from .transport import WebSocket
+    from lang.compile.compiler import Compiler
+    from lang.interpreter.program import Runtime
+    from lang.wire.connection import WebSocket
 
 EXPECT_LOG = 4096  # messages an `expect` can look back on, per channel
 
@@ -119,7 +119,7 @@ class Endpoint:
 
     async def evaluate_config(self) -> None:
         """Evaluate the configuration (at each `start`) and judge it."""
-        from .runtime import Inv
+        from lang.runtime.core import Inv
 
         fr: list[Any] = [None] * 64
         fr[0] = Inv(self.rt, f"the configuration of {self.name}", self.span)
@@ -187,7 +187,7 @@ class Channel:
                  "rt", "source", "ws")
 
     def __init__(self, endpoint: Endpoint) -> None:
-        from .interpreter import Source
+        from lang.interpreter.program import Source
 
         self.endpoint = endpoint
         self.rt = endpoint.rt
@@ -484,7 +484,7 @@ class ClientEndpoint(Endpoint, Channel):
     async def _life(self) -> None:
         """Connect, run the session, and reconnect with backoff while wanted; connect again
         at once after a stop when a start came meanwhile."""
-        from .transport import TransportError, connect
+        from lang.wire.connection import TransportError, connect
 
         delay = 0.0
         self._restart = True
@@ -543,7 +543,7 @@ class ClientEndpoint(Endpoint, Channel):
         return min(delay * 2, float(cfg["reconnect_max"]))
 
     def _options(self) -> Any:
-        from .transport import ClientOptions
+        from lang.wire.connection import ClientOptions
 
         cfg = self.config
         return ClientOptions(
@@ -581,7 +581,7 @@ class ClientEndpoint(Endpoint, Channel):
 def make_endpoint(rt: Runtime, decl: A.Connection | A.Server) -> Endpoint:
     if isinstance(decl, A.Connection):
         return ClientEndpoint(rt, decl)
-    from .wsserver import ServerEndpoint
+    from lang.endpoints.server import ServerEndpoint
 
     return ServerEndpoint(rt, decl)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from lark import Transformer
 
-from . import ast as A
-from .ast import Span
-from .limits import MAX_INT_DIGITS
+from lang import ast as A
+from lang.ast import Span
+from lang.limits import MAX_INT_DIGITS
 
 # ---------------------------------------------------------------- literals
 

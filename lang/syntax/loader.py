@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import stat
 
-from . import ast as A
-from .errors import SOURCES, Diagnostic, EvtUsageError
-from .parser import parse_module
+from lang import ast as A
+from lang.errors import SOURCES, Diagnostic, EvtUsageError
+from lang.syntax.parser import parse_module
 
 MAX_SOURCE = 100 * 1024 * 1024  # bytes: a larger file is not a script
 

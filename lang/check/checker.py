@@ -15,10 +15,10 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ast as A
-from . import config
-from .ast import Span
-from .errors import SOURCES, Diagnostic
+from lang import ast as A
+from lang import config
+from lang.ast import Span
+from lang.errors import SOURCES, Diagnostic
 
 _WS_EVENTS = {"websocket start", "websocket stop", "websocket error", "websocket receive"}
 _NO_BINDING = {"project start", "project stop", "scene start", "scene stop"}

@@ -30,10 +30,12 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 
-from . import ast as A
-from .config import split_listen
-from .errors import EvtRuntimeError
-from .transport import (
+from lang import ast as A
+from lang.config import split_listen
+from lang.endpoints.channel import Channel, Endpoint, closed_value, encode, limits_of
+from lang.errors import EvtRuntimeError
+from lang.values import to_str, type_name
+from lang.wire.connection import (
     Closed,
     Rejected,
     ServerOptions,
@@ -46,11 +48,9 @@ from .transport import (
     listen_tls_context,
     refuse,
 )
-from .values import to_str, type_name
-from .ws import Channel, Endpoint, closed_value, encode, limits_of
 
 if TYPE_CHECKING:
-    from .interpreter import Runtime
+    from lang.interpreter.program import Runtime
 
 _READ_ONLY = ("id", "remote", "path", "query", "headers", "subprotocol")
 ACCEPT_BACKOFF = (0.1, 1.0)  # seconds: the first wait after a failed accept, the longest
@@ -137,7 +137,7 @@ class ServerEndpoint(Endpoint):
 
     def __init__(self, rt: Runtime, decl: A.Server) -> None:
         super().__init__(rt, decl)
-        from .interpreter import Source
+        from lang.interpreter.program import Source
 
         self.source = Source(rt)  # server-level events (a listen failure)
         self.peers: dict[int, PeerChannel] = {}

@@ -30,11 +30,11 @@ from lark import Lark
 from lark.lexer import PatternStr
 from lark.parsers.lalr_analysis import Shift
 
-from . import ast as A
-from .ast import Span
-from .errors import SOURCES, EvtSyntaxError
-from .limits import MAX_NESTING
-from .transform import AtToken, ToAst, Tok, unclosed_interp
+from lang import ast as A
+from lang.ast import Span
+from lang.errors import SOURCES, EvtSyntaxError
+from lang.limits import MAX_NESTING
+from lang.syntax.transform import AtToken, ToAst, Tok, unclosed_interp
 
 _GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 _TRANSFORMER = ToAst()

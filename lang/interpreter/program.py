@@ -29,10 +29,10 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 
-from . import ast as A
-from . import stdio as io_
-from .checker import valid_close_code
-from .compiler import (
+from lang import ast as A
+from lang import stdio as io_
+from lang.check.checker import valid_close_code
+from lang.compile.compiler import (
     BLOCKING_STMTS,
     Compiler,
     Layout,
@@ -41,8 +41,8 @@ from .compiler import (
     functions_with,
     waiting_functions,
 )
-from .errors import EvtRuntimeError, Frame
-from .runtime import (
+from lang.errors import EvtRuntimeError, Frame
+from lang.runtime.core import (
     MAX_DEPTH,
     AssertFailed,
     ExitRequest,
@@ -53,7 +53,7 @@ from .runtime import (
     shutdown_signals,
     signal_exit_code,
 )
-from .values import equals, escape_remote, os_text, to_repr, to_str, type_name
+from lang.values import equals, escape_remote, os_text, to_repr, to_str, type_name
 
 _WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket error": "error",
              "websocket receive": "receive"}
@@ -404,7 +404,7 @@ class Runtime:
         """Compile declarations into this runtime (all at once for a script; one input at a
         time in the REPL, where a declaration replaces an earlier one of the same name, or a
         handler of the same event, and says so)."""
-        from .ws import make_endpoint
+        from lang.endpoints.channel import make_endpoint
 
         done = Installed()
         overrides = overrides or {}
@@ -613,7 +613,7 @@ class Runtime:
     def keep_alive(self, ws: Any) -> None:
         """Keep-alive pings for a connection: one scheduler task for all of them."""
         if self._keepalive is None:
-            from .transport import KeepAlive
+            from lang.wire.connection import KeepAlive
 
             self._keepalive = KeepAlive(self.spawn)
             self.spawn(self._keepalive.run)
@@ -747,7 +747,7 @@ class Runtime:
 
     def assertion(self, e: AssertFailed) -> None:
         self.failed = True
-        from .errors import quote_source
+        from lang.errors import quote_source
         message = f": {e.message}" if e.message else ""
         self.diag(f"{e.span}: assertion failed{message}\n{quote_source(e.span)}")
         self.request_exit(1)
@@ -853,7 +853,7 @@ class Runtime:
             if is_async:
                 raise EvtRuntimeError("a timer's interval cannot call a function that waits",
                                       spec.span)
-            from .ops import duration
+            from lang.ops import duration
             seconds = duration(fn(fr), spec.kind, spec.span, allow_zero=spec.kind == "after")
         except Exception as e:  # a runtime error, or an `exit` or assert in the interval
             self.failure(e, spec.what, spec.span)

@@ -58,8 +58,8 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .http_request import BadRequest, RequestHead
-from .http_request import check as check_request
+from lang.wire.http_request import BadRequest, RequestHead
+from lang.wire.http_request import check as check_request
 
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144

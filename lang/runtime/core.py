@@ -14,9 +14,9 @@ from typing import Any
 
 import anyio.lowlevel
 
-from . import stdio
-from .ast import Span
-from .limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
+from lang import stdio
+from lang.ast import Span
+from lang.limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
 
 
 async def checkpoint() -> None:
