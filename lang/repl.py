@@ -38,7 +38,7 @@ from prompt_toolkit.completion import Completer, Completion
 
 from lang import ast as A
 from lang.check.checker import Checker, Symbols
-from lang.compile.compiler import Layout, Scope
+from lang.compile import Layout, Scope
 from lang.errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError, quote_source
 from lang.interpreter.program import Installed, Runtime, SceneInfo
 from lang.runtime.core import AssertFailed, Inv, shutdown_signals, signal_exit_code

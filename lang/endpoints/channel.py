@@ -25,13 +25,13 @@ import anyio
 
 from lang import ast as A
 from lang import config
-from lang.compile.compiler import Layout, Scope
+from lang.compile import Layout, Scope
 from lang.errors import EvtRuntimeError
 from lang.values import escape_remote, json_error, parse_json, to_json, to_str, type_name
 from lang.wire.connection import Closed, Limits, close_text
 
 if TYPE_CHECKING:
-    from lang.compile.compiler import Compiler
+    from lang.compile import Compiler
     from lang.interpreter.program import Runtime
     from lang.wire.connection import WebSocket
 

@@ -30,9 +30,8 @@ import anyio.from_thread
 import anyio.lowlevel
 
 from lang import ast as A
-from lang import stdio as io_
 from lang.check.checker import valid_close_code
-from lang.compile.compiler import (
+from lang.compile import (
     BLOCKING_STMTS,
     Compiler,
     Layout,
@@ -42,6 +41,7 @@ from lang.compile.compiler import (
     waiting_functions,
 )
 from lang.errors import EvtRuntimeError, Frame
+from lang.runtime import stdio as io_
 from lang.runtime.core import (
     MAX_DEPTH,
     AssertFailed,

@@ -14,9 +14,9 @@ from typing import Any
 
 import anyio.lowlevel
 
-from lang import stdio
 from lang.ast import Span
 from lang.limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
+from lang.runtime import stdio
 
 
 async def checkpoint() -> None:
