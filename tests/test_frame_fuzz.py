@@ -50,7 +50,9 @@ import anyio.abc
 import pytest
 from conftest import ENV_FOR_CLI, ROOT
 
-from lang.wire.connection import Limits, ServerOptions, WebSocket, accept
+from lang.wire.connection import WebSocket
+from lang.wire.frames import Limits
+from lang.wire.server import ServerOptions, accept
 
 SEED = 1234
 N_INPUTS = 1100

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import run_evt
 
-from lang.wire import connection as transport
+from lang.wire import frames as transport
 
 SIZES = [0, 1, 3, 125, 126, 127, 65535, 65536, 200_003]
 

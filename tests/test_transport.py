@@ -32,16 +32,10 @@ from wsproto.events import (
     TextMessage,
 )
 
-from lang.wire.connection import (
-    BoundedDeflate,
-    ClientOptions,
-    Closed,
-    Limits,
-    ServerOptions,
-    WebSocket,
-    _client_handshake,
-    accept,
-)
+from lang.wire.client import ClientOptions, _client_handshake
+from lang.wire.connection import WebSocket
+from lang.wire.frames import BoundedDeflate, Closed, Limits
+from lang.wire.server import ServerOptions, accept
 
 pytestmark = pytest.mark.anyio
 

@@ -40,7 +40,8 @@ import trustme
 from conftest import ENV_FOR_CLI, write
 from test_server import T, client, closed_code, recv, serving, upgrade_request
 
-from lang.wire.connection import Limits, ServerOptions, accept
+from lang.wire.frames import Limits
+from lang.wire.server import ServerOptions, accept
 
 pytestmark = pytest.mark.anyio
 

@@ -28,7 +28,7 @@ from lang import config
 from lang.compile import Layout, Scope
 from lang.errors import EvtRuntimeError
 from lang.values import escape_remote, json_error, parse_json, to_json, to_str, type_name
-from lang.wire.connection import Closed, Limits, close_text
+from lang.wire.frames import Closed, Limits, close_text
 
 if TYPE_CHECKING:
     from lang.compile import Compiler
@@ -484,7 +484,8 @@ class ClientEndpoint(Endpoint, Channel):
     async def _life(self) -> None:
         """Connect, run the session, and reconnect with backoff while wanted; connect again
         at once after a stop when a start came meanwhile."""
-        from lang.wire.connection import TransportError, connect
+        from lang.wire.client import connect
+        from lang.wire.frames import TransportError
 
         delay = 0.0
         self._restart = True
@@ -543,7 +544,7 @@ class ClientEndpoint(Endpoint, Channel):
         return min(delay * 2, float(cfg["reconnect_max"]))
 
     def _options(self) -> Any:
-        from lang.wire.connection import ClientOptions
+        from lang.wire.client import ClientOptions
 
         cfg = self.config
         return ClientOptions(

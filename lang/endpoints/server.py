@@ -35,15 +35,12 @@ from lang.config import split_listen
 from lang.endpoints.channel import Channel, Endpoint, closed_value, encode, limits_of
 from lang.errors import EvtRuntimeError
 from lang.values import to_str, type_name
-from lang.wire.connection import (
-    Closed,
+from lang.wire.connection import WebSocket, address_text
+from lang.wire.frames import Closed, TransportError, close_text
+from lang.wire.server import (
     Rejected,
     ServerOptions,
-    TransportError,
-    WebSocket,
     accept,
-    address_text,
-    close_text,
     header_items,
     listen_tls_context,
     refuse,

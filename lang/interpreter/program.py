@@ -613,7 +613,7 @@ class Runtime:
     def keep_alive(self, ws: Any) -> None:
         """Keep-alive pings for a connection: one scheduler task for all of them."""
         if self._keepalive is None:
-            from lang.wire.connection import KeepAlive
+            from lang.wire.keepalive import KeepAlive
 
             self._keepalive = KeepAlive(self.spawn)
             self.spawn(self._keepalive.run)
