@@ -16,15 +16,8 @@ import os
 import sys
 from typing import Any, NoReturn
 
+from lang import api
 from lang import ast as A
-
-VERSION = "0.1.0"
-
-
-def _default_loop() -> str:
-    """--loop's default: EVT_LOOP from the environment, else auto (uvloop where installed)."""
-    loop = os.environ.get("EVT_LOOP", "auto")
-    return loop if loop in ("auto", "uvloop", "asyncio") else "auto"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="evt", description="Run event scripts for WebSocket work.",
         epilog="Exit codes: 0 success, 1 script failure, 2 usage error, 3 syntax or check "
                "errors, 130/143/129 interrupted (SIGINT/SIGTERM/SIGHUP).")
-    p.add_argument("--version", action="version", version=f"evt {VERSION}")
+    p.add_argument("--version", action="version", version=f"evt {api.VERSION}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a script",
@@ -46,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-fast", action="store_true",
                      help="end the program (exit 1) at the first runtime error or unhandled "
                           "websocket error, as a failed assert does")
-    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=_default_loop(),
+    run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=api.default_loop(),
                      help="event loop (default: $EVT_LOOP, else uvloop where installed)")
     run.add_argument("file", metavar="FILE")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
@@ -57,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     repl = sub.add_parser("repl", help="an interactive session (optionally loading FILE)")
     repl.add_argument("-v", "--verbose", action="store_true")
     repl.add_argument("--trace", action="store_true")
-    repl.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=_default_loop())
+    repl.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=api.default_loop())
     repl.add_argument("file", nargs="?", metavar="FILE")
     return p
 
@@ -71,16 +64,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     opts = _parser().parse_args(argv)
-    if opts.command == "run":
-        code = cmd_run(opts)
-    elif opts.command == "check":
-        code = cmd_check(opts.files)
-    elif opts.command == "repl":
-        from lang.repl import cmd_repl
-        code = cmd_repl(opts)
-    else:
-        _parser().print_help(sys.stderr)
-        code = 2
+    try:
+        if opts.command == "run":
+            code = cmd_run(opts)
+        elif opts.command == "check":
+            code = cmd_check(opts.files)
+        elif opts.command == "repl":
+            from lang.repl import cmd_repl
+            code = cmd_repl(opts)
+        else:
+            _parser().print_help(sys.stderr)
+            code = 2
+    except KeyboardInterrupt:  # Ctrl-C while a big file is read or checked
+        code = 130
     _exit(code)
 
 
@@ -101,33 +97,27 @@ def _err(text: str) -> None:
 def load_checked(path: str, builtins: dict[str, Any]) -> tuple[list[A.Node] | None, int]:
     """Parse, follow imports and check. Prints every problem; returns (decls, 0) or
     (None, exit code)."""
-    from lang.check.checker import check
-    from lang.errors import SOURCES, EvtSyntaxError, EvtUsageError
-    from lang.syntax.loader import load
-
-    try:
-        decls, problems = load(path)
-        problems = sorted(problems + check(decls, builtins),
-                          key=lambda d: SOURCES.order_key(d.span))
-    except EvtUsageError as e:
-        _err(e.format())
+    checked = api.load_and_check(path, builtins)
+    if checked.usage is not None:
+        _err(checked.usage.format())
         return None, 2
-    except EvtSyntaxError as e:
+    if checked.syntax is not None:
         # Past a syntax error the rest of the file cannot be read reliably, so this is the
         # one problem reported; the summary says why no more follow.
-        _err(e.format())
+        _err(checked.syntax.format())
         _err(f"1 error in {path} (checking stops at a syntax error)")
         return None, 3
-    except RecursionError:
+    if checked.too_deep:
         _err(too_deep(path))
         return None, 3
-    if problems:
-        for d in problems:
+    if checked.problems:
+        for d in checked.problems:
             _err(d.format())
-        n = len(problems)
+        n = len(checked.problems)
         _err(f"{n} error{'s' if n != 1 else ''} in {path}")
         return None, 3
-    return decls, 0
+    assert checked.decls is not None
+    return checked.decls, 0
 
 
 def too_deep(path: str) -> str:
@@ -136,9 +126,7 @@ def too_deep(path: str) -> str:
 
 
 def cmd_check(files: list[str]) -> int:
-    import stdlib
-
-    builtins = stdlib.load()
+    builtins = api.builtins()
     worst = 0
     for path in files:
         _, code = load_checked(path, builtins)
@@ -148,15 +136,15 @@ def cmd_check(files: list[str]) -> int:
 
 def parse_set_value(text: str) -> Any:
     """An evt literal (3, true, [1, 2], "x") when VALUE is one, else the text itself."""
-    from lang.check.checker import _NOT_LITERAL, _literal
+    from lang.check import NOT_LITERAL, literal_value
     from lang.errors import EvtSyntaxError
     from lang.syntax.parser import parse_expr
 
     try:
-        value = _literal(parse_expr(text, "--set"))
+        value = literal_value(parse_expr(text, "--set"))
     except EvtSyntaxError:
         return text
-    return text if value is _NOT_LITERAL else value
+    return text if value is NOT_LITERAL else value
 
 
 def overrides_for(sets: list[str], decls: list[A.Node]) -> dict[str, Any]:
@@ -173,22 +161,8 @@ def overrides_for(sets: list[str], decls: list[A.Node]) -> dict[str, Any]:
     return out
 
 
-def choose_loop(loop: str) -> dict[str, Any]:
-    if loop == "asyncio":
-        return {"use_uvloop": False}
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        if loop == "uvloop":
-            _err("evt: warning: uvloop is not installed; using asyncio")
-        return {"use_uvloop": False}
-    return {"use_uvloop": True}
-
-
 def cmd_run(opts: argparse.Namespace) -> int:
-    import stdlib
-
-    builtins = stdlib.load()
+    builtins = api.builtins()
     decls, code = load_checked(opts.file, builtins)
     if decls is None:
         return code
@@ -198,21 +172,14 @@ def cmd_run(opts: argparse.Namespace) -> int:
         _err(f"evt: error: {e}")
         return 2
 
-    import anyio
-
-    from lang.interpreter.program import Runtime
     from lang.runtime.stdio import Stdio
 
-    rt = Runtime(builtins=builtins, args=list(opts.args), verbose=opts.verbose,
-                 trace=opts.trace, stdio=Stdio())
+    rt = api.make_runtime(builtins, args=list(opts.args), verbose=opts.verbose,
+                          trace=opts.trace, stdio=Stdio())
     rt.fail_fast = opts.fail_fast
     try:
-        inits = rt.install(decls, overrides)
+        inits = api.install(rt, decls, overrides)
     except RecursionError:
         _err(too_deep(opts.file))
         return 3
-    try:
-        return anyio.run(rt.main, inits, backend="asyncio",
-                         backend_options=choose_loop(opts.loop))
-    except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed
-        return 130
+    return api.run(rt, inits, opts.loop, warn=_err)

@@ -40,7 +40,8 @@ from lang import ast as A
 from lang.check.checker import Checker, Symbols
 from lang.compile import Layout, Scope
 from lang.errors import SOURCES, Diagnostic, EvtError, EvtSyntaxError, EvtUsageError, quote_source
-from lang.interpreter.program import Installed, Runtime, SceneInfo
+from lang.interpreter.events import Installed, SceneInfo
+from lang.interpreter.program import Runtime
 from lang.runtime.core import AssertFailed, Inv, shutdown_signals, signal_exit_code
 from lang.runtime.stdio import Stdio, owes, read_lines, settle
 from lang.syntax.parser import parse_repl
@@ -164,7 +165,7 @@ class Repl:
         session: PromptSession[str] = PromptSession(
             history=history, lexer=PygmentsLexer(EvtLexer), completer=EvtCompleter(self),
             complete_while_typing=False)
-        from lang.cli import VERSION
+        from lang.api import VERSION
 
         self.out(f"evt {VERSION}: a live session. :help for help, Ctrl-D to leave.")
         with patch_stdout(raw=True):
@@ -492,11 +493,14 @@ class EvtCompleter(Completer):
                 yield Completion(name + suffix, start_position=-len(word))
 
 
-def cmd_repl(opts: Any) -> int:
-    import stdlib
-    from lang.cli import choose_loop
+def _warn(text: str) -> None:
+    sys.stderr.write(text + "\n")
 
-    builtins = stdlib.load()
+
+def cmd_repl(opts: Any) -> int:
+    from lang import api
+
+    builtins = api.builtins()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     # at a terminal, prompt_toolkit's patch_stdout takes the output; piped, lang.stdio does
     rt = Runtime(builtins=builtins, verbose=opts.verbose, trace=opts.trace, repl=True,
@@ -510,6 +514,6 @@ def cmd_repl(opts: Any) -> int:
 
     try:
         return anyio.run(rt.main, [], False, session, backend="asyncio",
-                         backend_options=choose_loop(opts.loop))
+                         backend_options=api.loop_options(opts.loop, warn=_warn))
     except KeyboardInterrupt:
         return 130

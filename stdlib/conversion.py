@@ -10,7 +10,8 @@ from typing import Any
 
 from lang.limits import MAX_INT_DIGITS
 from lang.values import format_float, string_literal, to_str, type_name
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 # Possessive quantifiers: a long run of digits that fails to match is refused in linear time
 # (`[0-9]+\.?[0-9]*` backtracked quadratically on "111...1x").

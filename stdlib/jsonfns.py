@@ -6,7 +6,8 @@ from typing import Any
 
 from lang.errors import EvtRuntimeError
 from lang.values import json_error, parse_json, to_json
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 
 @builtin("json")

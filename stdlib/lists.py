@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from lang.values import to_repr, type_name
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 MAX_RANGE = 10_000_000
 _NOT_GIVEN: Any = object()  # range: an argument left out (null given is a type error)

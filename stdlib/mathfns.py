@@ -11,7 +11,8 @@ from typing import Any
 
 from lang.limits import MAX_PRODUCT_DIGITS
 from lang.values import format_float, type_name
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 MAX_DIGITS = MAX_PRODUCT_DIGITS  # pow: a larger int result is an error, as for '*'
 _ROUND_CONTEXT = Context(prec=1000)  # enough for any float at any digits in [-400, 400]

@@ -7,7 +7,8 @@ from typing import Any
 
 from lang.limits import MAX_INT_DIGITS, MAX_RESULT, int_too_long
 from lang.values import equals, int_text, string_literal, to_str
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 MAX_WIDTH = 10_000  # format: the largest width or precision accepted
 

@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 from lang.values import os_text
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 
 @builtin("system")

@@ -7,7 +7,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 
 @builtin("time")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stdlib import args, builtin
+from stdlib import args
+from stdlib.registry import builtin
 
 
 def _endpoint(fn: str, param: str, v: Any, kinds: tuple[str, ...], wanted: str) -> Any:

@@ -18,7 +18,9 @@ from typing import Any
 from lang import ast as A
 from lang import config
 from lang.ast import Span
+from lang.check.literals import NOT_LITERAL, literal_value
 from lang.errors import SOURCES, Diagnostic
+from lang.wire.codes import SENDABLE, valid_close_code
 
 _WS_EVENTS = {"websocket start", "websocket stop", "websocket error", "websocket receive"}
 _NO_BINDING = {"project start", "project stop", "scene start", "scene stop"}
@@ -186,8 +188,8 @@ class Checker:
                 self.error(item.span, f"'{item.key}' is set twice in {role} '{d.name}'")
             seen[item.key] = item.span
             self._expr(item.value, body)
-            value = _literal(item.value)
-            if value is not _NOT_LITERAL:
+            value = literal_value(item.value)
+            if value is not NOT_LITERAL:
                 problem = config.problem(role, item.key, value)
                 if problem:
                     self.error(item.value.span, problem)
@@ -392,10 +394,10 @@ class Checker:
         self._target(s.target, body, "close")
         if s.code is not None:
             self._expr(s.code, body)
-            code = _literal(s.code)
-            if code is not _NOT_LITERAL and not _valid_close_code(code):
+            code = literal_value(s.code)
+            if code is not NOT_LITERAL and not valid_close_code(code):
                 self.error(s.code.span, f"{code!r} is not a close code a script may send "
-                                        "(1000, 1001, 1003, 1007-1014, or 3000-4999)")
+                                        f"({SENDABLE})")
         if s.reason is not None:
             self._expr(s.reason, body)
 
@@ -434,8 +436,8 @@ class Checker:
     def _s_Exit(self, s: A.Exit, body: _Body) -> None:
         if s.code is not None:
             self._expr(s.code, body)
-            code = _literal(s.code)
-            if code is not _NOT_LITERAL and (type(code) is not int or not 0 <= code <= 255):
+            code = literal_value(s.code)
+            if code is not NOT_LITERAL and (type(code) is not int or not 0 <= code <= 255):
                 self.error(s.code.span, "an exit code must be an int from 0 to 255")
 
     def _s_Cancel(self, s: A.Cancel, body: _Body) -> None:
@@ -560,33 +562,7 @@ class Checker:
 
 # ---------------------------------------------------------------- helpers
 
-_NOT_LITERAL = object()
 _TOO_DEEP = "this is nested too deeply to check (a chain of thousands of operators?); split it up"
-
-
-def _literal(e: A.Expr) -> Any:
-    """The value of a constant expression (literals, lists and maps of them), or _NOT_LITERAL."""
-    if isinstance(e, A.Const):
-        return e.value
-    if isinstance(e, A.ListLit):
-        items = [_literal(x) for x in e.items]
-        return _NOT_LITERAL if any(x is _NOT_LITERAL for x in items) else items
-    if isinstance(e, A.MapLit):
-        values = [_literal(x) for x in e.values]
-        if any(x is _NOT_LITERAL for x in values):
-            return _NOT_LITERAL
-        return dict(zip(e.keys, values, strict=True))
-    return _NOT_LITERAL
-
-
-def _valid_close_code(code: Any) -> bool:
-    return type(code) is int and (code in (1000, 1001, 1003) or 1007 <= code <= 1014
-                                  or 3000 <= code <= 4999)
-
-
-def valid_close_code(code: Any) -> bool:
-    """Close codes a script may send (RFC 6455 §7.4: 1004-1006 and 1015 are never sent)."""
-    return _valid_close_code(code)
 
 
 # the statements that can be one word

@@ -15,15 +15,14 @@ Rules of this module:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lang import ast as A
 from lang.compile.expressions import ExpressionCompiler
 from lang.compile.statements import StatementCompiler
 from lang.compile.support import Compiled, Layout, Scope, _sequence
+from lang.runtime.host import CompilerHost
 
-if TYPE_CHECKING:
-    from lang.interpreter.program import Runtime
 # ---------------------------------------------------------------- the compiler
 
 
@@ -31,7 +30,7 @@ class Compiler(StatementCompiler, ExpressionCompiler):
     """Compiles bodies for one Runtime. The runtime owns the variables, functions and
     endpoints; the compiler resolves names against it."""
 
-    def __init__(self, rt: Runtime, builtins: dict[str, Any]) -> None:
+    def __init__(self, rt: CompilerHost, builtins: dict[str, Any]) -> None:
         self.rt = rt
         self.builtins = builtins
         self.scope: Scope = Scope(Layout(), None, "init", "")

@@ -4,18 +4,14 @@ kind of statement and expression is built from."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lang import ast as A
 from lang.ast import Span
 from lang.errors import EvtRuntimeError
 from lang.limits import MAX_RESULT
+from lang.runtime.host import CompilerHost
 from lang.values import to_str
-
-if TYPE_CHECKING:
-    from lang.interpreter.program import Runtime
-
-
 
 BREAK, CONTINUE, RETURN = 1, 2, 3
 FIRST_LOCAL = 3
@@ -65,7 +61,7 @@ class Scope:
         self.what = what
 
 
-def msg_timeout(rt: Runtime, target: Any, seconds: float) -> str:
+def msg_timeout(rt: CompilerHost, target: Any, seconds: float) -> str:
     return f"expect on {rt.describe(target)} timed out after {to_str(_short(seconds))}s"
 
 

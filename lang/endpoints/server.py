@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import errno
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
@@ -34,6 +34,7 @@ from lang import ast as A
 from lang.config import split_listen
 from lang.endpoints.channel import Channel, Endpoint, closed_value, encode, limits_of
 from lang.errors import EvtRuntimeError
+from lang.runtime.host import EndpointHost
 from lang.values import to_str, type_name
 from lang.wire.connection import WebSocket, address_text
 from lang.wire.frames import Closed, TransportError, close_text
@@ -45,9 +46,6 @@ from lang.wire.server import (
     listen_tls_context,
     refuse,
 )
-
-if TYPE_CHECKING:
-    from lang.interpreter.program import Runtime
 
 _READ_ONLY = ("id", "remote", "path", "query", "headers", "subprotocol")
 ACCEPT_BACKOFF = (0.1, 1.0)  # seconds: the first wait after a failed accept, the longest
@@ -132,9 +130,9 @@ class ServerEndpoint(Endpoint):
     role = "server"
     evt_type = "server"
 
-    def __init__(self, rt: Runtime, decl: A.Server) -> None:
+    def __init__(self, rt: EndpointHost, decl: A.Server) -> None:
         super().__init__(rt, decl)
-        from lang.interpreter.program import Source
+        from lang.runtime.sources import Source
 
         self.source = Source(rt)  # server-level events (a listen failure)
         self.peers: dict[int, PeerChannel] = {}

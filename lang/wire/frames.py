@@ -23,6 +23,8 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
 
+from lang.wire.codes import CLOSE_NAMES
+
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144
 _OPEN = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
@@ -34,13 +36,6 @@ FAILED_READ_LIMIT = 65536
 _STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                   OSError, ssl.SSLError)
 
-CLOSE_NAMES = {
-    1000: "OK", 1001: "going away", 1002: "protocol error", 1003: "unsupported data",
-    1005: "no status", 1006: "abnormal closure", 1007: "invalid data",
-    1008: "policy violation", 1009: "message too big", 1010: "extension required",
-    1011: "internal error", 1012: "service restart", 1013: "try again later",
-    1014: "bad gateway", 1015: "TLS failure",
-}
 
 
 # ---------------------------------------------------------------- masking

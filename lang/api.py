@@ -1,0 +1,111 @@
+"""The one pipeline: load (with imports), parse, check, compile, run.
+
+The CLI (`evt run`, `evt check`), the REPL and the tests all go through these functions, so
+each step is wired once. Nothing here prints: problems come back as values and the caller
+decides how to show them and which exit code they mean (lang.cli).
+
+`evt check` must start fast, so this module imports only the syntax and check layers at the
+top; the runtime, the event loop and the network stack are imported by the functions that
+need them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lang import ast as A
+from lang.check import check
+from lang.errors import SOURCES, Diagnostic, EvtSyntaxError, EvtUsageError
+from lang.syntax.loader import load
+
+if TYPE_CHECKING:
+    from lang.interpreter.program import Runtime
+
+VERSION = "0.1.0"
+LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def builtins() -> dict[str, Any]:
+    """The standard library's registry of built-ins (every family loaded)."""
+    import stdlib
+
+    return stdlib.load()
+
+
+@dataclass
+class Checked:
+    """A script loaded and checked. `decls` is None when it cannot run: then `usage` (an
+    unreadable file), `syntax` (the one syntax error) or `problems` (every check error, in
+    source order) says why; `too_deep` when it is nested too deeply to analyse."""
+
+    path: str
+    decls: list[A.Node] | None = None
+    problems: list[Diagnostic] = field(default_factory=list)
+    usage: EvtUsageError | None = None
+    syntax: EvtSyntaxError | None = None
+    too_deep: bool = False
+
+
+def load_and_check(path: str, registry: dict[str, Any]) -> Checked:
+    """Parse PATH, follow its imports and check the whole program."""
+    try:
+        decls, problems = load(path)
+        problems = sorted(problems + check(decls, registry),
+                          key=lambda d: SOURCES.order_key(d.span))
+    except EvtUsageError as e:
+        return Checked(path, usage=e)
+    except EvtSyntaxError as e:
+        return Checked(path, syntax=e)
+    except RecursionError:
+        return Checked(path, too_deep=True)
+    if problems:
+        return Checked(path, problems=problems)
+    return Checked(path, decls=decls)
+
+
+def default_loop() -> str:
+    """--loop's default: EVT_LOOP from the environment, else auto (uvloop where installed)."""
+    loop = os.environ.get("EVT_LOOP", "auto")
+    return loop if loop in LOOPS else "auto"
+
+
+def loop_options(loop: str, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """anyio's backend options for --loop (auto, uvloop, asyncio)."""
+    if loop == "asyncio":
+        return {"use_uvloop": False}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if loop == "uvloop" and warn is not None:
+            warn("evt: warning: uvloop is not installed; using asyncio")
+        return {"use_uvloop": False}
+    return {"use_uvloop": True}
+
+
+def make_runtime(registry: dict[str, Any], **options: Any) -> Runtime:
+    """A Runtime for a program (options: args, out, err, verbose, trace, repl, stdio)."""
+    from lang.interpreter.program import Runtime
+
+    return Runtime(builtins=registry, **options)
+
+
+def install(rt: Runtime, decls: list[A.Node], overrides: dict[str, Any] | None = None
+            ) -> list[tuple[int, Any]]:
+    """Compile the declarations into the runtime; returns the initial values to set.
+    Raises RecursionError for a program nested too deeply to compile."""
+    return rt.install(decls, overrides)
+
+
+def run(rt: Runtime, inits: list[tuple[int, Any]], loop: str = "auto",
+        warn: Callable[[str], None] | None = None) -> int:
+    """Run the program on a new event loop until it ends; returns its exit code."""
+    import anyio
+
+    try:
+        return anyio.run(rt.main, inits, backend="asyncio",
+                         backend_options=loop_options(loop, warn))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed
+        return 130

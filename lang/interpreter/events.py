@@ -1,0 +1,97 @@
+"""Handlers and scenes as the interpreter holds them: which event a handler answers (its
+key), what is installed, and a scene's variables while it is current."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lang import ast as A
+from lang.runtime.core import (
+    FuncCell,
+)
+
+if TYPE_CHECKING:
+    from lang.runtime.timers import TimerHandle, TimerSpec
+
+_WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket error": "error",
+             "websocket receive": "receive"}
+
+
+class Handler:
+    """A compiled `on ...` declaration."""
+
+    __slots__ = ("as_slot", "blocks", "body", "event", "from_slot", "is_async", "key", "mode",
+                 "scene", "size", "span", "uses_expect", "what")
+
+    def __init__(self, event: A.Event, key: tuple, scene: SceneInfo | None, span: A.Span
+                 ) -> None:
+        self.event = event
+        self.key = key
+        self.scene = scene
+        self.span = span
+        self.mode = event.mode
+        self.what = describe_event(event)
+        self.body: Any = None
+        self.is_async = True
+        self.size = 3
+        self.as_slot: int | None = None
+        self.from_slot: int | None = None
+        self.blocks = True  # may wait for long: never run inside a connection's reader
+        self.uses_expect = True
+
+
+def describe_event(ev: A.Event) -> str:
+    parts = ["on", ev.kind]
+    if ev.name is not None:
+        parts.append(ev.name)
+    if ev.mode is not None:
+        parts.append(ev.mode)
+    return " ".join(parts)
+
+
+def event_key(ev: A.Event, scene: SceneInfo | None, rt: Any) -> tuple:
+    kind = ev.kind
+    if kind in _WS_KINDS:
+        return ("ws", _WS_KINDS[kind], ev.name)
+    if kind == "event":
+        return ("event", ev.name)
+    if kind == "change":
+        if scene is not None and ev.name in scene.var_slots:
+            return ("change", scene.name, ev.name)
+        return ("change", None, ev.name)
+    return (kind,)
+
+
+class Installed:
+    """What one install added: initialisers to run, new handlers and timers, and notes for
+    the REPL (what an input replaced)."""
+
+    def __init__(self) -> None:
+        self.inits: list[tuple[int, Any]] = []
+        self.handlers: list[Handler] = []
+        self.timers: list[TimerSpec] = []
+        self.notes: list[str] = []
+
+
+class SceneInfo:
+    """A compiled scene: its variables' slots and initialisers, functions, handlers, timers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.var_slots: dict[str, int] = {}
+        self.var_inits: list[tuple[int, Any, int]] = []  # (slot, compiled, frame size)
+        self.watched: list[bool] = []
+        self.func_cells: dict[str, FuncCell] = {}
+        self.handlers: dict[tuple, list[Handler]] = {}
+        self.timers: list[TimerSpec] = []
+
+
+class Activation:
+    """A scene while it is current: its variables and running timers."""
+
+    __slots__ = ("info", "timers", "vars")
+
+    def __init__(self, info: SceneInfo) -> None:
+        self.info = info
+        self.vars: list[Any] = [None] * len(info.var_slots)
+        self.timers: set[TimerHandle] = set()
