@@ -109,7 +109,9 @@ def run_client_role(wstest: str, workdir: Path, exclude: list[str], compression:
     spec = {"url": f"ws://127.0.0.1:{port}", "outdir": str(workdir / "clients"),
             "cases": ["*"], "exclude-cases": exclude, "exclude-agent-cases": {}}
     (workdir / "fuzzingserver.json").write_text(json.dumps(spec))
-    suite = subprocess.Popen([wstest, "-m", "fuzzingserver", "-s", "fuzzingserver.json"],
+    # --webport=0: no web UI on port 8080, which another run on the machine may hold
+    suite = subprocess.Popen([wstest, "-m", "fuzzingserver", "--webport=0", "-s",
+                              "fuzzingserver.json"],
                              cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port, suite)
@@ -139,6 +141,7 @@ def wstest() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # (pytest-timeout's 120 s would cut the suite's own 900 s limit)
 def test_autobahn_server_role(wstest: str, tmp_path: Path) -> None:
     res = run_server_role(wstest, tmp_path, FAST_EXCLUDE, compression=False, timeout=900)
     assert len(res) > 200
@@ -146,6 +149,7 @@ def test_autobahn_server_role(wstest: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(960)  # (pytest-timeout's 120 s would cut the suite's own 900 s limit)
 def test_autobahn_client_role(wstest: str, tmp_path: Path) -> None:
     res = run_client_role(wstest, tmp_path, FAST_EXCLUDE, compression=False, timeout=900)
     assert len(res) > 200

@@ -168,7 +168,7 @@ def test_imports_take_evt_files_only(tmp_path: Path) -> None:
              ('import "stdlib/strings.py"', "import takes .evt files only"),
              (f'import "{ROOT / "lang" / "interpreter" / "program.py"}"', "import takes .evt files only"),
              ('import "missing.evt"', "cannot read"),
-             ('import "dir.evt"', "cannot read"),
+             ('import "dir.evt"', "is not a source file: it is a directory"),
              ('import "latin1.evt"', "not UTF-8"),
              ("import os", "expected a string")]
     for line, message in cases:
