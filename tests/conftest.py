@@ -54,28 +54,27 @@ async def run_evt(source: str, *, tmp_path: Path | None = None, name: str = "tes
                   timeout: float = 30, verbose: bool = False, trace: bool = False) -> Result:
     """Parse, check and run a script in-process. Check errors give code 3 and the
     diagnostics in err, as the CLI would."""
-    import stdlib
-    from lang.check.checker import check
-    from lang.errors import EvtSyntaxError
-    from lang.interpreter.program import Runtime
-    from lang.syntax.loader import load
+    from lang import api
 
     source = textwrap.dedent(source)
     directory = tmp_path if tmp_path is not None else Path(os.environ.get("TMPDIR", "/tmp"))
     path = directory / name
     path.write_text(source, encoding="utf-8")
-    builtins = stdlib.load()
-    try:
-        decls, problems = load(str(path))
-    except EvtSyntaxError as e:
-        return Result(3, "", e.format())
-    problems += check(decls, builtins)
-    if problems:
-        return Result(3, "", "".join(d.format() for d in problems))
+    builtins = api.builtins()
+    checked = api.load_and_check(str(path), builtins)
+    if checked.usage is not None:
+        raise checked.usage
+    if checked.too_deep:
+        raise RecursionError(f"{path} is nested too deeply to check")
+    if checked.syntax is not None:
+        return Result(3, "", checked.syntax.format())
+    if checked.problems:
+        return Result(3, "", "".join(d.format() for d in checked.problems))
+    assert checked.decls is not None
     out, err = io.StringIO(), io.StringIO()
-    rt = Runtime(builtins=builtins, args=list(args), out=out, err=err, verbose=verbose,
-                 trace=trace)
-    inits = rt.install(decls, sets)
+    rt = api.make_runtime(builtins, args=list(args), out=out, err=err, verbose=verbose,
+                          trace=trace)
+    inits = api.install(rt, checked.decls, sets)
     with anyio.fail_after(timeout):
         code = await rt.main(inits, handle_signals=False)
     return Result(code, out.getvalue(), err.getvalue())

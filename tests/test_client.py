@@ -13,7 +13,6 @@ import base64
 import hashlib
 import json
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,6 +22,7 @@ import anyio
 import anyio.abc
 import pytest
 from conftest import run_evt
+from helpers import free_port
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -51,11 +51,6 @@ async def echo(ws: ServerConnection) -> None:
         await ws.send(msg)
 
 
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Recorder:

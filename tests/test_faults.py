@@ -41,6 +41,7 @@ import anyio
 import anyio.abc
 import pytest
 from conftest import ENV_FOR_CLI
+from helpers import client_frame, frame_head, mask
 from test_server import client, closed_code, recv, upgrade_request
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -278,32 +279,6 @@ async def raw_handshake(port: int, extra: str = "") -> tuple[anyio.abc.SocketStr
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101 "), head
     return stream, head.decode("latin-1"), rest
-
-
-def mask(data: bytes, key: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return b""
-    pad = (key * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(pad, "big")).to_bytes(n, "big")
-
-
-def frame_head(opcode: int, n: int, *, fin: bool = True, rsv1: bool = False,
-               masked: bool = True) -> bytes:
-    head = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
-    bit = 0x80 if masked else 0
-    if n < 126:
-        return head + bytes([bit | n])
-    if n < 65536:
-        return head + bytes([bit | 126]) + n.to_bytes(2, "big")
-    return head + bytes([bit | 127]) + n.to_bytes(8, "big")
-
-
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True,
-                 rsv1: bool = False) -> bytes:
-    """One masked frame, as a client sends it."""
-    key = os.urandom(4)
-    return frame_head(opcode, len(payload), fin=fin, rsv1=rsv1) + key + mask(payload, key)
 
 
 class Frames:

@@ -49,6 +49,7 @@ import anyio
 import anyio.abc
 import pytest
 from conftest import ENV_FOR_CLI, ROOT
+from helpers import mask
 
 from lang.wire.connection import WebSocket
 from lang.wire.frames import Limits
@@ -86,12 +87,6 @@ BAD_UTF8 = (b"\xff", b"\xfe", b"\xc0\xaf", b"\xc1\xbf", b"\xe0\x80\xaf", b"\xed\
 # ---------------------------------------------------------------- frames
 
 
-def mask(payload: bytes, key: bytes) -> bytes:
-    if not payload:
-        return b""
-    n = len(payload)
-    k = int.from_bytes((key * (n // 4 + 1))[:n], "big")
-    return (int.from_bytes(payload, "big") ^ k).to_bytes(n, "big")
 
 
 def frame(op: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,

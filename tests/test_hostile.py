@@ -24,7 +24,6 @@ import queue
 import re
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ENV_FOR_CLI, ROOT, Result, run_cli, write
+from helpers import free_port
 
 T = 120  # seconds: the hard limit on one script run. Most end in well under a second, but on
 #   a machine shared with other work json_stringify(x, true) of a 100000-deep list took 42 s
@@ -69,10 +69,6 @@ def assert_ends(r: Result, code: int, *messages: str) -> None:
         assert re.search(r"test\.evt:\d+:\d+: runtime error: ", r.err), r.err[:2000]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- no way into the host

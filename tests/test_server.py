@@ -35,6 +35,7 @@ import anyio
 import anyio.abc
 import pytest
 from conftest import ROOT, Result
+from helpers import client_frame
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -1209,11 +1210,6 @@ async def test_peer_headers_include_host(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- found in review
 
 
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    """A small masked frame, as a client sends it."""
-    key = b"\x01\x02\x03\x04"
-    return bytes([0x80 | opcode, 0x80 | len(payload)]) + key + \
-        bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 async def test_a_deflate_offer_with_bad_parameters_is_declined(tmp_path: Path) -> None:
