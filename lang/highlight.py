@@ -16,14 +16,7 @@ from pygments.token import (
     Whitespace,
 )
 
-KEYWORDS = (
-    "connection", "server", "let", "func", "on", "every", "after", "scene", "import",
-    "project", "websocket", "start", "stop", "error", "receive", "event", "change", "input",
-    "as", "from", "text", "binary", "json", "if", "else", "while", "for", "in", "break",
-    "continue", "return", "wait", "send", "broadcast", "except", "close", "emit", "print",
-    "assert", "exit", "expect", "where", "within", "cancel", "and", "or", "not",
-)
-CONSTANTS = ("true", "false", "null")
+from lang.syntax.keywords import CONSTANTS, KEYWORDS
 
 
 class EvtLexer(RegexLexer):

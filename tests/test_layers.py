@@ -229,3 +229,18 @@ def test_every_expression_has_its_compile_method() -> None:
     nodes = _concrete_nodes(A.Expr)
     assert len(nodes) > 8
     assert [n.__name__ for n in nodes if not hasattr(Compiler, "e_" + n.__name__)] == []
+
+
+def test_one_keyword_list_for_grammar_parser_highlighter_and_hints() -> None:
+    from lang import highlight
+    from lang.syntax import keywords, messages
+    from lang.syntax.parser import _tables
+
+    # (`else` is a pattern in the grammar, not a plain word: the parser's tables do not list it)
+    assert set(_tables().keywords) | {"else"} == set(keywords.TERMINALS)
+    assert highlight.KEYWORDS == keywords.KEYWORDS
+    assert highlight.CONSTANTS == keywords.CONSTANTS
+    # the hints' sets name only keyword terminals the grammar has
+    terminals = set(keywords.TERMINALS.values())
+    assert messages._STMT_START <= terminals and messages._DECL_START <= terminals
+    assert messages._KEYWORD_TYPES <= terminals
