@@ -48,6 +48,7 @@ How the connection uses it (the wiring, lang/transport.py's WebSocket):
 from __future__ import annotations
 
 import codecs
+import itertools
 import os
 import struct
 from typing import Any
@@ -180,9 +181,9 @@ def wsproto_in_step(conn: Connection) -> bool | None:
 class FrameParser:
     """The fast path over one connection's received bytes (see the module's docstring)."""
 
-    __slots__ = ("_checked", "_data", "_decoder", "_held", "_hlen", "_keep", "_mask_bit",
-                 "_owed", "_parts", "_plen", "_pos", "active", "client", "fragmented",
-                 "max_message")
+    __slots__ = ("_checked", "_cuts", "_data", "_decoder", "_held", "_hlen", "_keep",
+                 "_mask_bit", "_owed", "_parts", "_plen", "_pos", "_queue", "active", "client",
+                 "fragmented", "max_message")
 
     def __init__(self, client: bool, max_message: int) -> None:
         self.client = client
@@ -200,11 +201,14 @@ class FrameParser:
         self._decoder: Any = None  # a held text frame: UTF-8 checked as it arrives
         self._parts: list[str] = []
         self._checked = 0
+        self._cuts: list[int] = []  # where each read's bytes begin in _held
+        self._queue: list[Any] = []  # pieces for wsproto, one per take() (see _fail)
 
     def stop(self) -> bytes:
         """End the fast path; returns the bytes it held (feed them to wsproto)."""
         self.active = False
-        rest = bytes(self._held or b"")
+        rest = b"".join(self._queue) + bytes(self._held or b"")
+        self._queue = []
         if self._data is not None:
             rest += self._data[self._pos:]
         self._data = self._held = self._decoder = None
@@ -215,6 +219,10 @@ class FrameParser:
         the head, in order, and then the bytes wsproto must get (or None)."""
         out: list[str | bytes] = []
         if not self.active:
+            if self._queue:
+                if data:
+                    self._queue.append(data)
+                return out, self._queue.pop(0)
             return out, data or None
         if self._data is not None:
             src, pos = self._data, self._pos
@@ -330,6 +338,7 @@ class FrameParser:
                ) -> tuple[list[Any], bytes | None]:
         if kind == _SHORT:
             self._held = bytearray(src[pos:])
+            self._cuts = []
             self._hlen = -1
             return out, None
         return self._handover(src, pos, pos, out, b"")
@@ -376,6 +385,7 @@ class FrameParser:
         """Keep the start of a simple frame; a text frame is checked as it comes. False: it
         is not UTF-8 already."""
         self._held = bytearray(src[pos:])
+        self._cuts = []
         self._hlen, self._plen = h, ln
         if src[pos] != 0x81:
             self._decoder = None
@@ -412,6 +422,7 @@ class FrameParser:
         held = self._held
         assert held is not None
         n = len(src)
+        self._cuts.append(len(held))
         if self._hlen < 0:  # the header was not whole: complete it (at most 14 bytes)
             head = held + src[pos:pos + 14]
             kind, h, ln = self._header(head, 0, len(head))
@@ -448,8 +459,15 @@ class FrameParser:
         return pos
 
     def _fail(self, src: Any, pos: int, out: list[Any]) -> tuple[list[Any], bytes | None]:
-        """The held text frame is not UTF-8: it and everything after it go to wsproto."""
-        held = bytes(self._held or b"")
+        """The held text frame is not UTF-8: it and everything after it go to wsproto, in the
+        pieces they came in (wsproto decodes each piece as it gets it, and the position in
+        its error's words, sent in the close frame, counts from the piece's start)."""
+        held = self._held
+        assert held is not None
+        cuts = [0, *self._cuts]
+        pieces = [bytes(held[a:b]) for a, b in itertools.pairwise(cuts)]
+        pieces.append(bytes(held[cuts[-1]:]) + src[pos:])
         self._held = self._decoder = None
         self.active = False
-        return out, held + src[pos:]
+        self._queue = pieces[1:]
+        return out, pieces[0]
