@@ -332,7 +332,7 @@ class FrameParser:
         h += self._keep
         if n - pos < h:
             return _SHORT, 0, 0
-        return (_SIMPLE if fin and op and not self.fragmented else _OTHER), h, ln
+        return (_SIMPLE if fin and (op == 1 or op == 2) else _OTHER), h, ln
 
     def _other(self, kind: int, src: Any, pos: int, out: list[Any]
                ) -> tuple[list[Any], bytes | None]:

@@ -1,0 +1,345 @@
+"""lang/fastframe.py: the masker, the serialiser and the parser of the frame fast path.
+
+The must-show of issue 13: the same byte streams through wsproto alone and through the fast
+parser with wsproto behind it (fed what the parser hands over) give the same observable
+results: the messages with their data, pings, pongs, closes and failures with their codes
+and reasons, the bytes sent back, and wsproto's state. The streams are every input of the
+frame fuzzer (tests/test_frame_fuzz.py, its generator reused; for the client role the same
+frames with the masking flipped) in the fuzzer's splits and in other random splits, and
+hypothesis-drawn ones; both roles; the fuzzer's max_message and a small one.
+
+The comparison is at the level the connection sees (lang/transport.py `_events`): wsproto
+alone reports a frame that spans reads in pieces; the connection joins them, so the driver
+here does too, applies the message size limit the same way, answers pings and closes, and
+stops at the first close or failure, as the connection does.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import random
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_frame_fuzz import MAX_MESSAGE, Generator, make_cases, split_bytes
+from wsproto import ConnectionType, frame_protocol
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    TextMessage,
+)
+
+from lang import fastframe
+from lang.fastframe import FrameParser, frame, mask, mask_pure, masking_key, wsproto_in_step
+
+T = 15  # seconds: the hard limit on any wait
+SIZES = (0, 1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 124, 125, 126, 127, 1023, 1024, 1025, 4096,
+         65535, 65536, 65537, 200_003)
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def wsproto_pure_masker() -> Any:
+    """wsproto's own XorMaskerSimple. lang.transport replaces the class in wsproto's module
+    with the accelerated one, so it is loaded afresh from wsproto's source."""
+    spec = importlib.util.spec_from_file_location("_wsproto_frames", frame_protocol.__file__)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.XorMaskerSimple
+
+
+WSPROTO_MASKER = wsproto_pure_masker()
+
+
+def payloads(max_size: int = 200_003) -> st.SearchStrategy[bytes]:
+    sizes = st.one_of(st.sampled_from([s for s in SIZES if s <= max_size]),
+                      st.integers(0, max_size))
+    return st.builds(lambda n, seed: random.Random(seed).randbytes(n), sizes,
+                     st.integers(0, 2**32))
+
+
+keys = st.binary(min_size=4, max_size=4)
+
+
+# ---------------------------------------------------------------- masking
+
+
+@SETTINGS
+@given(payload=payloads(), key=keys)
+def test_every_masker_equals_wsprotos(payload: bytes, key: bytes) -> None:
+    want = bytes(WSPROTO_MASKER(key).process(bytearray(payload)))
+    assert mask(payload, key) == want
+    assert mask(memoryview(payload), bytearray(key)) == want  # as the parser calls it
+    assert mask_pure(payload, key) == want
+    assert fastframe._mask_bigint(payload, key) == want
+    assert fastframe._mask_translate(payload, key) == want
+
+
+def test_masking_keys_are_fresh_and_not_shared_with_a_forked_child() -> None:
+    got = [masking_key() for _ in range(3000)]  # more than one pool of 1024
+    assert all(type(k) is bytes and len(k) == 4 for k in got)
+    assert len(set(got)) > 2900  # 4-byte random keys: a few repeats at most
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next key, to the parent
+        try:
+            os.write(write, masking_key())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = b""
+        while len(child) < 4:
+            chunk = os.read(read, 4)
+            assert chunk, "the child wrote no key"
+            child += chunk
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    # without the reset at fork, the child's next key is the parent's next key
+    assert child != masking_key()
+
+
+# ---------------------------------------------------------------- sending
+
+
+@contextmanager
+def wsproto_keys(*given_keys: bytes) -> Iterator[None]:
+    """wsproto's masking keys, in this test only: the given ones, then a fixed sequence
+    (wsproto takes os.urandom(4) per frame)."""
+    counter = iter(range(1 << 30))
+    queue = list(given_keys)
+
+    def urandom(n: int) -> bytes:
+        assert n == 4
+        return queue.pop(0) if queue else struct.pack("!I", next(counter) * 2654435761 % 2**32)
+
+    saved = frame_protocol.os
+    frame_protocol.os = SimpleNamespace(urandom=urandom)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        frame_protocol.os = saved
+
+
+def texts() -> st.SearchStrategy[str]:
+    sizes = st.sampled_from((0, 1, 41, 42, 125, 126, 21845, 21846, 65535, 65536, 70000))
+    chars = "aé€😀\x00\x7f"
+    return st.one_of(st.text(max_size=300),
+                     st.builds(lambda n, seed: "".join(random.Random(seed).choices(chars, k=n)),
+                               sizes, st.integers(0, 2**32)))
+
+
+@SETTINGS
+@given(data=st.one_of(texts(), payloads(70000)), client=st.booleans(), key=keys)
+def test_the_serialiser_makes_wsprotos_bytes(data: str | bytes, client: bool, key: bytes) -> None:
+    conn = Connection(ConnectionType.CLIENT if client else ConnectionType.SERVER)
+    event = TextMessage(data=data) if type(data) is str else BytesMessage(data=data)
+    with wsproto_keys(key):
+        want = conn.send(event)
+    assert frame(data, client, key) == want
+    if client:  # with a fresh key of its own: the same header, the same payload unmasked
+        payload = data.encode() if type(data) is str else data
+        got = frame(data, client)
+        h = len(want) - len(payload)  # the header with the key
+        assert len(got) == len(want) and got[:h - 4] == want[:h - 4]
+        assert mask(got[h:], got[h - 4:h]) == payload
+
+
+# ---------------------------------------------------------------- the equivalence driver
+
+
+class Observer:
+    """What lang.transport's reader does with wsproto's events, in a form to compare: the
+    whole messages (joined from wsproto's pieces, the size limit applied as the connection
+    does), pings, pongs, the close or failure; the replies it sends; it stops at the first
+    close or failure."""
+
+    def __init__(self, conn: Connection, max_message: int) -> None:
+        self.conn = conn
+        self.max_message = max_message
+        self.log: list[tuple[Any, ...]] = []
+        self.sent = bytearray()
+        self.parts: list[Any] = []
+        self.size = 0
+        self.done = False
+
+    def message(self, data: str | bytes) -> None:
+        self.log.append(("text" if type(data) is str else "binary", data))
+
+    def event(self, ev: Any) -> None:
+        t = type(ev)
+        conn = self.conn
+        if t is TextMessage or t is BytesMessage:
+            chunk = ev.data
+            self.size += len(chunk.encode()) if t is TextMessage else len(chunk)
+            if self.size > self.max_message:
+                self.fail(1009, "message too big")
+                return
+            self.parts.append(chunk)
+            if ev.message_finished:
+                whole = ("" if t is TextMessage else b"").join(self.parts)
+                self.parts, self.size = [], 0
+                self.message(whole if t is TextMessage else bytes(whole))
+        elif t is Ping:
+            self.log.append(("ping", bytes(ev.payload)))
+            if conn.state is ConnectionState.OPEN:
+                self.sent += conn.send(ev.response())
+        elif t is Pong:
+            self.log.append(("pong", bytes(ev.payload)))
+        elif t is CloseConnection:
+            if conn.state is ConnectionState.REMOTE_CLOSING:
+                self.log.append(("close", int(ev.code), ev.reason))
+                code = ev.code if ev.code not in (1005, 1006, 1015) else 1000
+                self.sent += conn.send(CloseConnection(code=code))
+                self.done = True
+            else:  # wsproto failed the stream
+                self.fail(int(ev.code), ev.reason or "")
+
+    def fail(self, code: int, reason: str) -> None:
+        self.log.append(("fail", code, reason))
+        if self.conn.state is ConnectionState.OPEN:
+            self.sent += self.conn.send(CloseConnection(code=code, reason=reason[:120]))
+        self.done = True
+
+    def result(self) -> tuple[list[tuple[Any, ...]], bytes, ConnectionState]:
+        return self.log, bytes(self.sent), self.conn.state
+
+
+def new_connection(client: bool) -> Connection:
+    return Connection(ConnectionType.CLIENT if client else ConnectionType.SERVER)
+
+
+def through_wsproto(chunks: list[bytes], client: bool, max_message: int) -> Any:
+    conn = new_connection(client)
+    seen = Observer(conn, max_message)
+    with wsproto_keys():
+        for chunk in chunks:
+            conn.receive_data(chunk)
+            for ev in conn.events():
+                seen.event(ev)
+                if seen.done:
+                    return seen.result()
+    return seen.result()
+
+
+def through_fast_path(chunks: list[bytes], client: bool, max_message: int,
+                      stats: dict[str, int] | None = None) -> Any:
+    """The wiring recipe of lang/fastframe.py's docstring, in a loop."""
+    conn = new_connection(client)
+    seen = Observer(conn, max_message)
+    fast = FrameParser(client, max_message)
+    assert wsproto_in_step(conn) is True
+    with wsproto_keys():
+        for chunk in chunks:
+            data = chunk
+            while True:
+                messages, raw = fast.take(data)
+                data = b""
+                for m in messages:
+                    seen.message(m)
+                if stats is not None:
+                    stats["fast"] = stats.get("fast", 0) + len(messages)
+                if raw is None:
+                    break
+                if stats is not None:
+                    stats["handed"] = stats.get("handed", 0) + 1
+                conn.receive_data(raw)
+                for ev in conn.events():
+                    seen.event(ev)
+                    if type(ev) is CloseConnection:
+                        rest = fast.stop()
+                        if rest and not seen.done:
+                            conn.receive_data(rest)
+                    if seen.done:
+                        return seen.result()
+    return seen.result()
+
+
+def assert_same(chunks: list[bytes], client: bool, max_message: int = MAX_MESSAGE,
+                stats: dict[str, int] | None = None) -> None:
+    alone = through_wsproto(chunks, client, max_message)
+    fast = through_fast_path(chunks, client, max_message, stats)
+    if fast != alone:  # say where they part
+        a, b = alone[0], fast[0]
+        k = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        raise AssertionError(
+            f"{'client' if client else 'server'} role, {len(chunks)} chunks of "
+            f"{[len(c) for c in chunks][:20]}: results part at event {k}: wsproto alone "
+            f"{short(a[k:k + 3])}, fast path {short(b[k:k + 3])}; sent back equal: "
+            f"{alone[1] == fast[1]}; states {alone[2]}, {fast[2]}")
+
+
+def short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+# ---------------------------------------------------------------- client-role streams
+
+
+def flip_masking(data: bytes, key: bytes = b"\x5a\x17\xc3\x08") -> bytes:
+    """The same frames with the masking flipped: a server's stream from a client's (and the
+    fuzzer's "unmasked" mutation becomes a masked frame from a server). Frame by frame, as
+    far as the headers go; a cut frame is flipped as far as it came."""
+    out = bytearray()
+    i, n = 0, len(data)
+    while n - i >= 2:
+        b0, b1 = data[i], data[i + 1]
+        ln, masked = b1 & 0x7F, b1 & 0x80
+        head = 2 + (2 if ln == 126 else 8 if ln == 127 else 0)
+        if n - i < head + (4 if masked else 0):
+            break
+        if ln == 126:
+            ln = struct.unpack_from("!H", data, i + 2)[0]
+        elif ln == 127:
+            ln = struct.unpack_from("!Q", data, i + 2)[0]
+        out += bytes((b0, b1 ^ 0x80)) + data[i + 2:i + head]
+        i += head
+        if masked:
+            k, i = data[i:i + 4], i + 4
+            out += mask(data[i:i + ln], k)
+        else:
+            out += key + mask(data[i:i + ln], key)
+        i += ln
+    out += data[i:]  # what is left: less than a header
+    return bytes(out)
+
+
+class ServerFrames(Generator):
+    """The fuzzer's generator, for the client role."""
+
+    def case_data(self, kind: str) -> bytes:
+        return flip_masking(getattr(self, kind)())
+
+
+# ---------------------------------------------------------------- the must-show
+
+
+def test_every_fuzzer_input_gives_the_same_results_both_ways() -> None:
+    """Every input of tests/test_frame_fuzz.py, in the fuzzer's splits and in other random
+    ones, both roles (the client role: the same frames with the masking flipped)."""
+    rng = random.Random(13)
+    stats: dict[str, int] = {}
+    kinds: set[str] = set()
+    for case in make_cases():
+        kinds.add(case.kind)
+        for client in (False, True):
+            data = flip_masking(case.data) if client else case.data
+            chunks = split_bytes(rng, data, len(case.chunks)) if client else case.chunks
+            assert_same(chunks, client, stats=stats)
+            if len(data) < 200_000:
+                assert_same(split_bytes(rng, data, rng.choice((2, 5, 20))), client)
+    assert kinds == set(Generator.KINDS)
+    # the fast path really took most messages (and wsproto had the rest)
+    assert stats["fast"] > 10_000 and stats["handed"] > 1000, stats
