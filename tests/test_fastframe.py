@@ -17,6 +17,7 @@ stops at the first close or failure, as the connection does.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import random
 import struct
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_frame_fuzz import MAX_MESSAGE, Generator, make_cases, split_bytes
@@ -37,6 +39,7 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
+from wsproto.extensions import PerMessageDeflate
 
 from lang import fastframe
 from lang.fastframe import FrameParser, frame, mask, mask_pure, masking_key, wsproto_in_step
@@ -343,3 +346,197 @@ def test_every_fuzzer_input_gives_the_same_results_both_ways() -> None:
     assert kinds == set(Generator.KINDS)
     # the fast path really took most messages (and wsproto had the rest)
     assert stats["fast"] > 10_000 and stats["handed"] > 1000, stats
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[list[bytes], bool, int]:
+    """A few of the fuzzer's pieces (valid runs, mutations), frames at the size limit, cut
+    at hypothesis-chosen places; either role; a large or a small max_message."""
+    client = draw(st.booleans())
+    limit = draw(st.sampled_from((MAX_MESSAGE, 0, 1, 125, 126, 1000, 65536)))
+    gen = Generator(random.Random(draw(st.integers(0, 2**32))))
+    kinds = sorted(set(Generator.KINDS) - {"too_big", "tiny_fragments", "many_messages"})
+    data = b""
+    for kind in draw(st.lists(st.sampled_from([*kinds, "valid", "valid", "at_limit"]),
+                              min_size=1, max_size=5)):
+        if kind == "valid":
+            data += gen.valid(1, 4)
+        elif kind == "at_limit":  # a message of limit-1, limit or limit+1 bytes
+            n = max(0, limit + draw(st.integers(-1, 1))) if limit < 100_000 else 125
+            text = draw(st.booleans())
+            payload = b"x" * (n - 2) + "é".encode() if text and n >= 2 else b"y" * n
+            parts = draw(st.integers(1, 3))
+            pieces = split_bytes(gen.rng, payload, parts)
+            for k, piece in enumerate(pieces):
+                data += gen.f((1 if text else 2) if k == 0 else 0, piece,
+                              fin=k == len(pieces) - 1)
+        else:
+            data += getattr(gen, kind)()
+    if draw(st.booleans()):
+        data += gen.valid_close()
+    if client:
+        data = flip_masking(data)
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=12)))
+    bounds = [0, *cuts, len(data)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)], client, limit
+
+
+@SETTINGS
+@given(stream=streams())
+def test_random_streams_give_the_same_results_both_ways(
+        stream: tuple[list[bytes], bool, int]) -> None:
+    chunks, client, limit = stream
+    assert_same(chunks, client, limit)
+
+
+# ---------------------------------------------------------------- the parser, case by case
+
+
+def client_frame(op: int, payload: bytes = b"", *, fin: bool = True, rsv: int = 0,
+                 masked: bool = True, form: str | None = None) -> bytes:
+    """A frame as a client sends it (masked), or forced otherwise."""
+    n = len(payload)
+    form = form or ("7" if n < 126 else "16" if n < 65536 else "64")
+    head = bytes([(0x80 if fin else 0) | rsv << 4 | op])
+    bit = 0x80 if masked else 0
+    head += (bytes([bit | n]) if form == "7" else bytes([bit | 126]) + struct.pack("!H", n)
+             if form == "16" else bytes([bit | 127]) + struct.pack("!Q", n))
+    key = b"\x11\x22\x33\x44"
+    return head + key + mask(payload, key) if masked else head + payload
+
+
+def take_all(fast: FrameParser, data: bytes) -> tuple[list[Any], list[bytes]]:
+    """All a parser gives for one read: the messages and the pieces handed over."""
+    messages, handed = [], []
+    while True:
+        got, raw = fast.take(data)
+        data = b""
+        messages += got
+        if raw is None:
+            return messages, handed
+        handed.append(bytes(raw))
+
+
+@pytest.mark.parametrize("client", [False, True], ids=["server", "client"])
+def test_simple_frames_are_taken_whole_in_any_split(client: bool) -> None:
+    sent = ["", "hé", "x" * 125, "€" * 42, "y" * 65536, b"", b"\x00", b"z" * 126,
+            bytes(range(256)) * 300]
+    stream = b"".join(frame(m, not client) for m in sent)  # the peer's frames
+    for step in (len(stream), 1, 7, 1000, 65537):
+        fast = FrameParser(client, MAX_MESSAGE)
+        got: list[Any] = []
+        for i in range(0, len(stream), step):
+            messages, handed = take_all(fast, stream[i:i + step])
+            assert handed == []
+            got += messages
+        assert got == sent, step
+        assert fast.active
+
+
+def test_control_frames_are_cut_at_their_boundaries_for_wsproto() -> None:
+    ping, pong = client_frame(0x9, b"p"), client_frame(0xA, b"q")
+    fast = FrameParser(False, MAX_MESSAGE)
+    messages, raw = fast.take(client_frame(1, b"a") + ping + pong + client_frame(2, b"b"))
+    assert (messages, raw) == (["a"], ping + pong)  # two control frames: one piece
+    assert fast.take(b"") == ([b"b"], None)
+
+
+def test_a_fragmented_message_goes_to_wsproto_until_it_ends() -> None:
+    start, ping = client_frame(1, b"frag", fin=False), client_frame(0x9)
+    middle, end = client_frame(0, b"men", fin=False), client_frame(0, b"t")
+    fast = FrameParser(False, MAX_MESSAGE)
+    # a frame that is not simple is streamed once its header is whole
+    assert fast.take(client_frame(2, b"1") + start + ping + middle[:8]) == \
+        ([b"1"], start + ping + middle[:8])
+    assert fast.fragmented
+    # even a simple-looking frame is wsproto's while a message is fragmented
+    assert fast.take(middle[8:] + end[:3]) == ([], middle[8:])
+    assert fast.take(end[3:] + client_frame(1, b"2")) == ([], end)
+    assert not fast.fragmented
+    assert fast.take(b"") == (["2"], None)
+
+
+ANOMALIES = {
+    "bad UTF-8": client_frame(1, b"ok \xff"),
+    "bad UTF-8 at the end": client_frame(1, "€".encode()[:2]),
+    "16-bit length for 5 bytes": client_frame(2, b"12345", form="16"),
+    "64-bit length for 200 bytes": client_frame(2, b"x" * 200, form="64"),
+    "64-bit length with the top bit": b"\x82\xff" + struct.pack("!Q", 2**63 + 5) + b"k" * 4,
+    "over max_message": client_frame(2, b"x" * 101),
+    "over max_message in the header alone": b"\x82\xfe\x03\xe8",
+    "RSV1": client_frame(1, b"a", rsv=4),
+    "opcode 3": client_frame(3, b"a"),
+    "opcode 0xB": client_frame(0xB),
+    "unmasked": client_frame(2, b"a", masked=False),
+    "continuation without a start": client_frame(0, b"a"),
+    "fragmented ping": client_frame(0x9, fin=False),
+    "ping over 125 bytes": b"\x89\xfe\x00\x7e",
+    "close": client_frame(0x8, struct.pack("!H", 1000)),
+}
+
+
+@pytest.mark.parametrize("anomaly", ANOMALIES.values(), ids=list(ANOMALIES))
+def test_after_an_anomaly_everything_goes_to_wsproto(anomaly: bytes) -> None:
+    fast = FrameParser(False, 100)
+    after = client_frame(1, b"after")
+    assert fast.take(client_frame(1, b"before") + anomaly + after) == \
+        (["before"], anomaly + after)
+    assert not fast.active
+    assert fast.take(client_frame(1, b"more")) == ([], client_frame(1, b"more"))
+    # and when the anomaly came in pieces: handed over as soon as it is certain
+    fast = FrameParser(False, 100)
+    messages, handed = [], []
+    for i in range(len(anomaly)):
+        got, pieces = take_all(fast, anomaly[i:i + 1])
+        messages += got
+        handed += pieces
+    assert messages == [] and b"".join(handed) == anomaly
+    assert not fast.active
+
+
+def test_bad_utf8_early_in_a_frame_is_handed_over_before_the_frame_is_whole() -> None:
+    """As wsproto alone fails at once (Autobahn 6.4.3: fail fast on a chop of a frame)."""
+    whole = client_frame(1, "κόσμε".encode() + b"\xf4\x90\x80\x80" + b"x" * 1000)
+    fast = FrameParser(False, MAX_MESSAGE)
+    assert fast.take(whole[:10]) == ([], None)  # held: valid so far
+    assert fast.take(whole[10:30]) == ([], whole[:10])  # now certain: the pieces as they came
+    assert fast.take(b"") == ([], whole[10:30])
+    assert not fast.active
+
+
+def test_a_held_frame_is_kept_whole_and_stop_gives_it_back() -> None:
+    whole = client_frame(2, b"b" * 5000)
+    fast = FrameParser(False, 5000)
+    for i in range(0, 4000, 1000):
+        assert fast.take(whole[i:i + 1000]) == ([], None)
+    assert fast.stop() == whole[:4000]
+    assert fast.take(whole[4000:]) == ([], whole[4000:])
+
+
+def test_wsproto_in_step_tells_when_the_fast_path_may_start() -> None:
+    conn = new_connection(False)
+    assert wsproto_in_step(conn) is True
+    ping = client_frame(0x9, b"abc")
+    conn.receive_data(ping[:3])
+    list(conn.events())
+    assert wsproto_in_step(conn) is False  # part of a frame in wsproto
+    conn.receive_data(ping[3:])
+    list(conn.events())
+    assert wsproto_in_step(conn) is True
+    conn.receive_data(client_frame(1, b"ab", fin=False))
+    list(conn.events())
+    assert wsproto_in_step(conn) is False  # a fragmented message in progress
+    conn.receive_data(client_frame(0, b"c"))
+    list(conn.events())
+    assert wsproto_in_step(conn) is True
+    conn.receive_data(client_frame(3))
+    assert [type(e) for e in conn.events()] == [CloseConnection]
+    assert conn.state is ConnectionState.OPEN and wsproto_in_step(conn) is None  # failed
+    conn = new_connection(False)
+    conn.receive_data(client_frame(0x8, struct.pack("!H", 1000)))
+    list(conn.events())
+    assert wsproto_in_step(conn) is None  # it read a close frame
+    deflate = PerMessageDeflate()
+    deflate._enabled = True
+    conn = Connection(ConnectionType.SERVER, extensions=[deflate])
+    assert wsproto_in_step(conn) is None
