@@ -26,17 +26,21 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_frame_fuzz import MAX_MESSAGE, Generator, make_cases, split_bytes
-from wsproto import ConnectionType, frame_protocol
+from wsproto import ConnectionType, WSConnection, frame_protocol
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
+    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Ping,
     Pong,
+    Request,
     TextMessage,
 )
 from wsproto.extensions import PerMessageDeflate
@@ -540,3 +544,184 @@ def test_wsproto_in_step_tells_when_the_fast_path_may_start() -> None:
     deflate._enabled = True
     conn = Connection(ConnectionType.SERVER, extensions=[deflate])
     assert wsproto_in_step(conn) is None
+
+
+# ---------------------------------------------------------------- over real sockets
+
+
+class FastConnection:
+    """The wiring recipe of lang/fastframe.py's docstring over a real stream: the fast path
+    in front of wsproto (a small stand-in for lang.transport's WebSocket)."""
+
+    def __init__(self, stream: Any, conn: Connection, client: bool) -> None:
+        self.stream, self.conn, self.client = stream, conn, client
+        self.fast: FrameParser | None = None
+        self.never = False
+        self.parts: list[Any] = []
+        self.counts = {"fast": 0, "wsproto": 0}
+        self.closed: tuple[int, str] | None = None
+
+    async def send(self, message: str | bytes) -> None:
+        await self.stream.send(frame(message, self.client))
+
+    def _start(self) -> None:
+        if self.fast is None and not self.never:
+            step = wsproto_in_step(self.conn)
+            if step:
+                self.fast = FrameParser(self.client, MAX_MESSAGE)
+            self.never = step is None
+
+    async def run(self, on_message: Any) -> tuple[int, str]:
+        await self._events(on_message)  # frames that came with the handshake
+        self._start()
+        while self.closed is None:
+            try:
+                data = await self.stream.receive(262144)
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                self.closed = (1006, "")
+                break
+            if self.fast is None:
+                self.conn.receive_data(data)
+                await self._events(on_message)
+                self._start()
+                continue
+            while self.closed is None:
+                messages, raw = self.fast.take(data)
+                data = b""
+                for m in messages:
+                    self.counts["fast"] += 1
+                    await on_message(m)
+                if raw is None:
+                    break
+                self.conn.receive_data(raw)
+                await self._events(on_message)
+        return self.closed
+
+    async def _events(self, on_message: Any) -> None:
+        conn = self.conn
+        for ev in conn.events():
+            t = type(ev)
+            if t is TextMessage or t is BytesMessage:
+                self.parts.append(ev.data)
+                if ev.message_finished:
+                    whole = ("" if t is TextMessage else b"").join(self.parts)
+                    self.parts = []
+                    self.counts["wsproto"] += 1
+                    await on_message(whole)
+            elif t is Ping:
+                await self.stream.send(conn.send(ev.response()))
+            elif t is CloseConnection:
+                if self.fast is not None:
+                    self.fast.stop()
+                self.closed = (int(ev.code), ev.reason or "")
+                if conn.state is ConnectionState.REMOTE_CLOSING:
+                    await self.stream.send(conn.send(CloseConnection(code=ev.code)))
+                if self.client:  # RFC 6455 §7.1.1: the server closes TCP first
+                    with anyio.move_on_after(T):
+                        while True:
+                            try:
+                                await self.stream.receive()
+                            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                                break
+                await self.stream.aclose()
+                return
+
+
+MESSAGES: list[str | bytes] = [m for n in SIZES for m in ("é" * (n // 2) + "x" * (n % 2),
+                                                          bytes(range(256)) * (n // 256)
+                                                          + b"\x00" * (n % 256))]
+
+
+@pytest.mark.anyio
+async def test_a_websockets_client_against_the_fast_path() -> None:
+    """A server role over 127.0.0.1 with the fast path in front of wsproto, and the
+    `websockets` library's client: every size class both ways, a fragmented message, a ping,
+    and its close."""
+    from websockets.asyncio.client import connect
+
+    done: dict[str, Any] = {}
+    finished = anyio.Event()
+
+    async def serve(stream: Any) -> None:
+        ws = WSConnection(ConnectionType.SERVER)
+        while True:
+            ws.receive_data(await stream.receive())
+            if any(type(ev) is Request for ev in ws.events()):
+                break
+        await stream.send(ws.send(AcceptConnection()))
+        assert ws.connection is not None
+        link = FastConnection(stream, ws.connection, client=False)
+        done["closed"] = await link.run(link.send)  # an echo
+        done["counts"] = link.counts
+        finished.set()
+
+    with anyio.fail_after(T):
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve)
+            async with connect(f"ws://127.0.0.1:{port}/", ping_interval=None,
+                               max_size=None) as ws:
+                for m in MESSAGES:
+                    await ws.send(m)
+                for m in MESSAGES:
+                    assert await ws.recv() == m
+                await ws.send(["frag", "men", "t"])  # a fragmented message
+                assert await ws.recv() == "fragment"
+                await (await ws.ping(b"hi"))
+                await ws.close(4000, "bye")
+            await finished.wait()
+            tg.cancel_scope.cancel()
+    assert done["closed"] == (4000, "bye")
+    assert done["counts"] == {"fast": len(MESSAGES), "wsproto": 1}
+
+
+@pytest.mark.anyio
+async def test_the_fast_path_as_a_client_of_a_websockets_server() -> None:
+    """The client role (masked frames out, unmasked in) against the `websockets` library's
+    server: echoes of every size class, a fragmented message and a ping from the server,
+    then the server's close."""
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: Any) -> None:
+        async for m in ws:
+            if m == "fragments, please":
+                await ws.send(["a", "b", "c"])
+            elif m == "a ping, please":
+                await ws.ping(b"p")
+                await ws.send("pinged")
+            elif m == "close, please":
+                await ws.close(4001, "done")
+            else:
+                await ws.send(m)
+
+    got_send, got = anyio.create_memory_object_stream[Any](1000)
+    with anyio.fail_after(T):
+        async with serve(handler, "127.0.0.1", 0, max_size=None, ping_interval=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            stream = await anyio.connect_tcp("127.0.0.1", port)
+            ws = WSConnection(ConnectionType.CLIENT)
+            await stream.send(ws.send(Request(host=f"127.0.0.1:{port}", target="/")))
+            accepted = False
+            while not accepted:
+                ws.receive_data(await stream.receive())
+                accepted = any(type(ev) is AcceptConnection for ev in ws.events())
+            assert ws.connection is not None
+            link = FastConnection(stream, ws.connection, client=True)
+            result: dict[str, Any] = {}
+
+            async def read() -> None:
+                result["closed"] = await link.run(got_send.send)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read)
+                for m in MESSAGES:
+                    await link.send(m)
+                for m in MESSAGES:
+                    assert await got.receive() == m
+                for ask, answer in (("fragments, please", "abc"), ("a ping, please", "pinged")):
+                    await link.send(ask)
+                    assert await got.receive() == answer
+                await link.send("close, please")
+    assert result["closed"] == (4001, "done")
+    assert link.counts == {"fast": len(MESSAGES) + 1, "wsproto": 1}
