@@ -217,6 +217,8 @@ class FrameParser:
     def take(self, data: bytes) -> tuple[list[str | bytes], bytes | None]:
         """Parse `data` (a read; b"" to go on after a handover): the whole simple messages at
         the head, in order, and then the bytes wsproto must get (or None)."""
+        if self._held is None and self._data is None and not self._owed and self.active:
+            return self._scan(data, 0, [])  # the common case: at a frame boundary
         out: list[str | bytes] = []
         if not self.active:
             if self._queue:
@@ -248,14 +250,14 @@ class FrameParser:
     # -- the main loop: one pass over the simple frames at the head
 
     def _scan(self, src: Any, pos: int, out: list[Any]) -> tuple[list[Any], bytes | None]:
+        if self.fragmented:  # every frame goes to wsproto until the message ends
+            return self._handover(src, pos, pos, out, b"")
         n = len(src)
-        view = memoryview(src)
+        view: Any = None  # made for large payloads only: a small one is cheaper to copy
         limit = self.max_message
         bit = self._mask_bit
         keep = self._keep
         append = out.append
-        if self.fragmented:  # every frame goes to wsproto until the message ends
-            return self._handover(src, pos, pos, out, b"")
         while pos < n:
             b0 = src[pos]
             if (b0 == 0x81 or b0 == 0x82) and n - pos > 1:
@@ -276,10 +278,14 @@ class FrameParser:
                     return out, None
                 self.active = False  # bad UTF-8 already: everything to wsproto
                 return out, src[pos:]
-            if keep:
-                payload: Any = mask(view[pos + h:end], src[pos + h - 4:pos + h])
+            if ln < 2048:
+                payload: Any = src[pos + h:end]
             else:
+                if view is None:
+                    view = memoryview(src)
                 payload = view[pos + h:end]
+            if keep:
+                payload = mask(payload, src[pos + h - 4:pos + h])
             if b0 == 0x81:
                 try:
                     append(str(payload, "utf-8"))
@@ -287,7 +293,7 @@ class FrameParser:
                     self.active = False
                     return out, src[pos:]
             else:
-                append(payload if keep else bytes(payload))
+                append(payload if type(payload) is bytes else bytes(payload))
             pos = end
         return out, None
 
