@@ -49,7 +49,7 @@ from lang import fastframe
 from lang.fastframe import FrameParser, frame, mask, mask_pure, masking_key, wsproto_in_step
 
 T = 15  # seconds: the hard limit on any wait
-SIZES = (0, 1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 124, 125, 126, 127, 1023, 1024, 1025, 4096,
+SIZES = (0, 1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 124, 125, 126, 127, 383, 384, 385, 4096,
          65535, 65536, 65537, 200_003)
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
