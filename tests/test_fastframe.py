@@ -460,6 +460,23 @@ def test_a_fragmented_message_goes_to_wsproto_until_it_ends() -> None:
     assert fast.take(b"") == (["2"], None)
 
 
+@pytest.mark.parametrize("client", [False, True], ids=["server", "client"])
+def test_the_rest_of_a_streamed_frame_is_wsprotos_even_when_it_looks_like_a_frame(
+        client: bool) -> None:
+    inner = frame("looks like a message", not client)  # a whole frame, as the peer sends one
+    masked = not client
+    # a fragmented binary message whose continuation carries `inner` on the wire
+    start = client_frame(2, b"a", fin=False, masked=masked)
+    rest = client_frame(0, mask(b"pad" + inner, b"\x11\x22\x33\x44") if masked
+                        else b"pad" + inner, masked=masked)
+    cut = len(start) + len(rest) - len(inner)  # the first read ends where `inner` begins
+    stream = start + rest + frame("after", not client)
+    fast = FrameParser(client, MAX_MESSAGE)
+    assert take_all(fast, stream[:cut]) == ([], [stream[:cut]])
+    assert take_all(fast, stream[cut:]) == (["after"], [inner])
+    assert_same([stream[:cut], stream[cut:]], client)
+
+
 ANOMALIES = {
     "bad UTF-8": client_frame(1, b"ok \xff"),
     "bad UTF-8 at the end": client_frame(1, "€".encode()[:2]),
