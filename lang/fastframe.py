@@ -343,7 +343,7 @@ class FrameParser:
     def _other(self, kind: int, src: Any, pos: int, out: list[Any]
                ) -> tuple[list[Any], bytes | None]:
         if kind == _SHORT:
-            self._held = bytearray(src[pos:])
+            self._held = bytearray(memoryview(src)[pos:])
             self._cuts = []
             self._hlen = -1
             return out, None
@@ -390,7 +390,7 @@ class FrameParser:
     def _hold(self, src: Any, pos: int, h: int, ln: int) -> bool:
         """Keep the start of a simple frame; a text frame is checked as it comes. False: it
         is not UTF-8 already."""
-        self._held = bytearray(src[pos:])
+        self._held = bytearray(memoryview(src)[pos:])
         self._cuts = []
         self._hlen, self._plen = h, ln
         if src[pos] != 0x81:
@@ -409,7 +409,7 @@ class FrameParser:
         start = self._hlen + self._checked
         if start >= len(held) and not final:
             return True
-        chunk: Any = held[start:]
+        chunk: Any = memoryview(held)[start:]  # (released before held grows again)
         if self._keep:
             r = self._checked & 3
             key = held[self._hlen - 4:self._hlen]
@@ -458,9 +458,9 @@ class FrameParser:
             self._parts = []
         elif self._keep:
             h = self._hlen
-            out.append(mask(held[h:], held[h - 4:h]))
+            out.append(mask(memoryview(held)[h:], held[h - 4:h]))
         else:
-            out.append(bytes(held[self._hlen:]))
+            out.append(bytes(memoryview(held)[self._hlen:]))
         self._held = None
         return pos
 
