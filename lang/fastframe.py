@@ -11,38 +11,48 @@ A "simple" frame is: FIN set, RSV bits clear, opcode text (1) or binary (2), mas
 are the server (RFC 6455 §5.1), the minimal length encoding (§5.2), a payload of at most
 max_message bytes, no fragmented message in progress, and (text) strict UTF-8 (§8.1).
 
-How the connection uses it (the wiring, lang/transport.py's WebSocket):
+How the connection uses it (the wiring into lang/transport.py's WebSocket; tests/
+test_fastframe.py's FastConnection is this recipe over real sockets):
 
-1. Only without an extension (permessage-deflate connections use wsproto as today). After
-   the handshake and after draining `conn.events()` (frames that came with the handshake are
-   in wsproto already), `wsproto_in_step(conn)` says whether wsproto holds no part of a
-   frame: True -> `self.fast = FrameParser(client, limits.max_message)`; False -> feed
-   wsproto alone and ask again after the next read; None -> never.
-2. Reading: for each read (or b"" after a handover), in order:
+1. Start: only on a connection without an extension (permessage-deflate ones use wsproto as
+   today). Frames that came in the handshake's read are in wsproto already: after `run`
+   has drained `conn.events()` once, `wsproto_in_step(conn)`:
+     True  -> `self.fast = FrameParser(self.client, limits.max_message)`;
+     False -> wsproto holds part of a frame: feed wsproto alone (as today), ask after each
+              read until True;
+     None  -> never on this connection.
+2. Receive, in `_feed(data)` when `self.fast` is set:
 
-       messages, raw = fast.take(data)
-       for m in messages:          # str: text, bytes: binary; whole and checked
-           deliver m as _events delivers a whole TextMessage/BytesMessage (messages_in,
-           on_frame, and skip it when the connection was failed/closed meanwhile)
-       if raw is not None:         # bytes for wsproto, cut at a frame boundary
-           conn.receive_data(raw); handle conn.events() exactly as today
-           (a CloseConnection event of any kind: raw2 = fast.stop(); feed raw2 too)
-           then `data = b""` and loop to take() again: bytes after the handover wait in
-           the parser (take(b"") goes on where it stopped)
-       when raw is None: the read is used up (an incomplete frame is held; at most
-       max_message + 14 bytes)
+       while True:
+           messages, raw = self.fast.take(data)   # data: this read, then b""
+           data = b""
+           for m in messages:   # str (text) / bytes (binary), whole, checked, <= max_message
+               deliver as `_events` delivers a whole TextMessage/BytesMessage: messages_in,
+               on_frame("<", ...), skipped once the connection was failed or closed; the size
+               count (_size) stays 0 (it is for wsproto's fragments)
+           if raw is None:      # this read is used up (an incomplete frame waits in the
+               break            # parser: at most max_message + 14 bytes)
+           conn.receive_data(raw)   # cut at frame boundaries; LocalProtocolError as today
+           await self._events(on_message)   # as today; on any CloseConnection event, also
+                                            # self.fast.stop() (what it returns may be
+                                            # dropped: wsproto reads nothing more then)
+           if self.closed is not None: break
 
-   After stop() (or an anomaly: bad UTF-8, a non-minimal length, a length over max_message,
-   RSV bits, an unknown opcode, a wrong mask bit...) take() hands every byte to wsproto, which
-   then fails the connection as it always did. A control frame goes to wsproto (pings are
-   answered there); a fragmented message goes to wsproto frame by frame until it ends (the
-   parser follows FIN/opcodes itself: `fragmented`); a close frame ends the fast path (wsproto
-   reads nothing after it). An incomplete frame that is not simple is streamed to wsproto as
-   it arrives, and an incomplete simple text frame is UTF-8-checked as it arrives, so an
-   error is seen as early as wsproto alone would see it (Autobahn 6.4.x: fail fast).
-3. Sending an unfragmented text/binary message in the OPEN state: `frame(data, client)`
-   instead of `conn.send(TextMessage/BytesMessage)` (same bytes; no extension in use). wsproto
-   keeps no state for a whole data frame it sends, so the two may be mixed freely.
+   `data` must not change after take() (the parser may keep a reference to it until the
+   next call). After stop() or an anomaly (bad UTF-8, a non-minimal length, a length over
+   max_message, RSV bits, an unknown opcode, the wrong mask bit, a continuation without a
+   start...), take() hands every byte to wsproto, which fails the connection as it always
+   did. Control frames go to wsproto (pings are answered there); a fragmented message goes
+   to wsproto until it ends (the parser follows FIN and opcodes: `fragmented`); a close
+   frame ends the fast path. A frame that is not simple is streamed to wsproto as it
+   arrives, and a simple text frame that spans reads is UTF-8-checked as it arrives, so
+   wsproto fails a stream at the same read as it would alone (Autobahn 6.4.x: fail fast),
+   with the same words.
+3. Send: for an unfragmented text/binary message, in the OPEN state, on a connection
+   without an extension: `frame(data, self.client)` instead of
+   `conn.send(TextMessage/BytesMessage)` (the same bytes, a client's masked with a fresh key
+   from masking_key()). wsproto keeps no state for a whole data frame it sends, so the two
+   may be mixed freely (pings, pongs and closes stay wsproto's).
 """
 
 from __future__ import annotations
