@@ -58,7 +58,6 @@ test_fastframe.py's FastConnection is this recipe over real sockets):
 from __future__ import annotations
 
 import codecs
-import itertools
 import os
 import struct
 from typing import Any
@@ -191,7 +190,7 @@ def wsproto_in_step(conn: Connection) -> bool | None:
 class FrameParser:
     """The fast path over one connection's received bytes (see the module's docstring)."""
 
-    __slots__ = ("_checked", "_cuts", "_data", "_decoder", "_held", "_hlen", "_keep",
+    __slots__ = ("_checked", "_cut", "_data", "_decoder", "_held", "_hlen", "_keep",
                  "_mask_bit", "_owed", "_parts", "_plen", "_pos", "_queue", "active", "client",
                  "fragmented", "max_message")
 
@@ -211,7 +210,7 @@ class FrameParser:
         self._decoder: Any = None  # a held text frame: UTF-8 checked as it arrives
         self._parts: list[str] = []
         self._checked = 0
-        self._cuts: list[int] = []  # where each read's bytes begin in _held
+        self._cut = 0  # where the last read's bytes begin in _held
         self._queue: list[Any] = []  # pieces for wsproto, one per take() (see _fail)
 
     def stop(self) -> bytes:
@@ -354,7 +353,7 @@ class FrameParser:
                ) -> tuple[list[Any], bytes | None]:
         if kind == _SHORT:
             self._held = bytearray(memoryview(src)[pos:])
-            self._cuts = []
+            self._cut = 0
             self._hlen = -1
             return out, None
         return self._handover(src, pos, pos, out, b"")
@@ -401,7 +400,7 @@ class FrameParser:
         """Keep the start of a simple frame; a text frame is checked as it comes. False: it
         is not UTF-8 already."""
         self._held = bytearray(memoryview(src)[pos:])
-        self._cuts = []
+        self._cut = 0
         self._hlen, self._plen = h, ln
         if src[pos] != 0x81:
             self._decoder = None
@@ -438,7 +437,7 @@ class FrameParser:
         held = self._held
         assert held is not None
         n = len(src)
-        self._cuts.append(len(held))
+        self._cut = len(held)
         if self._hlen < 0:  # the header was not whole: complete it (at most 14 bytes)
             head = held + src[pos:pos + 14]
             kind, h, ln = self._header(head, 0, len(head))
@@ -475,15 +474,15 @@ class FrameParser:
         return pos
 
     def _fail(self, src: Any, pos: int, out: list[Any]) -> tuple[list[Any], bytes | None]:
-        """The held text frame is not UTF-8: it and everything after it go to wsproto, in the
-        pieces they came in (wsproto decodes each piece as it gets it, and the position in
-        its error's words, sent in the close frame, counts from the piece's start)."""
+        """The held text frame is not UTF-8: it and everything after it go to wsproto in two
+        pieces, what came before this read and the rest. wsproto decodes each piece as it
+        gets it, and its error's words (sent in the close frame) count the position from the
+        start of the piece, with the end of a character cut by the previous read: it says
+        what it would have said alone."""
         held = self._held
         assert held is not None
-        cuts = [0, *self._cuts]
-        pieces = [bytes(held[a:b]) for a, b in itertools.pairwise(cuts)]
-        pieces.append(bytes(held[cuts[-1]:]) + src[pos:])
+        cut = self._cut
         self._held = self._decoder = None
         self.active = False
-        self._queue = pieces[1:]
-        return out, pieces[0]
+        self._queue = [bytes(memoryview(held)[cut:]) + src[pos:]]
+        return out, bytes(memoryview(held)[:cut])
