@@ -8,6 +8,9 @@ frame fuzzer (tests/test_frame_fuzz.py, its generator reused; for the client rol
 frames with the masking flipped) in the fuzzer's splits and in other random splits, and
 hypothesis-drawn ones; both roles; the fuzzer's max_message and a small one.
 
+Then the fast path wired as lang/fastframe.py's docstring says, over 127.0.0.1, against the
+`websockets` library's client and server.
+
 The comparison is at the level the connection sees (lang/transport.py `_events`): wsproto
 alone reports a frame that spans reads in pieces; the connection joins them, so the driver
 here does too, applies the message size limit the same way, answers pings and closes, and
@@ -559,6 +562,8 @@ def test_wsproto_in_step_tells_when_the_fast_path_may_start() -> None:
     deflate._enabled = True
     conn = Connection(ConnectionType.SERVER, extensions=[deflate])
     assert wsproto_in_step(conn) is None
+    # a wsproto whose insides are not the known ones: the fast path stays off
+    assert wsproto_in_step(SimpleNamespace(state=ConnectionState.OPEN)) is None  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- over real sockets
