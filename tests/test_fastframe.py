@@ -334,23 +334,23 @@ class ServerFrames(Generator):
 # ---------------------------------------------------------------- the must-show
 
 
-def test_every_fuzzer_input_gives_the_same_results_both_ways() -> None:
+@pytest.mark.parametrize("client", [False, True], ids=["server", "client"])
+def test_every_fuzzer_input_gives_the_same_results_both_ways(client: bool) -> None:
     """Every input of tests/test_frame_fuzz.py, in the fuzzer's splits and in other random
-    ones, both roles (the client role: the same frames with the masking flipped)."""
+    ones (the client role: the same frames with the masking flipped)."""
     rng = random.Random(13)
     stats: dict[str, int] = {}
     kinds: set[str] = set()
     for case in make_cases():
         kinds.add(case.kind)
-        for client in (False, True):
-            data = flip_masking(case.data) if client else case.data
-            chunks = split_bytes(rng, data, len(case.chunks)) if client else case.chunks
-            assert_same(chunks, client, stats=stats)
-            if len(data) < 200_000:
-                assert_same(split_bytes(rng, data, rng.choice((2, 5, 20))), client)
+        data = flip_masking(case.data) if client else case.data
+        chunks = split_bytes(rng, data, len(case.chunks)) if client else case.chunks
+        assert_same(chunks, client, stats=stats)
+        if len(data) < 200_000:
+            assert_same(split_bytes(rng, data, rng.choice((2, 5, 20))), client)
     assert kinds == set(Generator.KINDS)
     # the fast path really took most messages (and wsproto had the rest)
-    assert stats["fast"] > 10_000 and stats["handed"] > 1000, stats
+    assert stats["fast"] > 5000 and stats["handed"] > 500, stats
 
 
 @st.composite
