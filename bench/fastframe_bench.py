@@ -1,4 +1,4 @@
-"""Micro-benchmark of lang/fastframe.py against wsproto, in one process, interleaved.
+"""Micro-benchmark of lang/wire/fastframe.py against wsproto, in one process, interleaved.
 
     python bench/fastframe_bench.py                  # masker, parse, send
     python bench/fastframe_bench.py --only parse     # or: masker, send
@@ -36,8 +36,8 @@ from wsproto import ConnectionType, frame_protocol
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, TextMessage
 
-from lang import fastframe
-from lang.fastframe import FrameParser, frame
+from lang.wire import fastframe
+from lang.wire.fastframe import FrameParser, frame
 
 KiB = 1024
 PURE = frame_protocol.XorMaskerSimple  # before any accelerator is put in its place

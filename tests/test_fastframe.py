@@ -1,4 +1,4 @@
-"""lang/fastframe.py: the masker, the serialiser and the parser of the frame fast path.
+"""lang/wire/fastframe.py: the masker, the serialiser and the parser of the frame fast path.
 
 The must-show of issue 13: the same byte streams through wsproto alone and through the fast
 parser with wsproto behind it (fed what the parser hands over) give the same observable
@@ -8,7 +8,7 @@ frame fuzzer (tests/test_frame_fuzz.py, its generator reused; for the client rol
 frames with the masking flipped) in the fuzzer's splits and in other random splits, and
 hypothesis-drawn ones; both roles; the fuzzer's max_message and a small one.
 
-Then the fast path wired as lang/fastframe.py's docstring says, over 127.0.0.1, against the
+Then the fast path wired as lang/wire/fastframe.py's docstring says, over 127.0.0.1, against the
 `websockets` library's client and server.
 
 The comparison is at the level the connection sees (lang/transport.py `_events`): wsproto
@@ -48,8 +48,8 @@ from wsproto.events import (
 )
 from wsproto.extensions import PerMessageDeflate
 
-from lang import fastframe
-from lang.fastframe import FrameParser, frame, mask, mask_pure, masking_key, wsproto_in_step
+from lang.wire import fastframe
+from lang.wire.fastframe import FrameParser, frame, mask, mask_pure, masking_key, wsproto_in_step
 
 T = 15  # seconds: the hard limit on any wait
 SIZES = (0, 1, 2, 3, 4, 5, 7, 8, 31, 32, 33, 124, 125, 126, 127, 383, 384, 385, 4096,
@@ -245,7 +245,7 @@ def through_wsproto(chunks: list[bytes], client: bool, max_message: int) -> Any:
 
 def through_fast_path(chunks: list[bytes], client: bool, max_message: int,
                       stats: dict[str, int] | None = None) -> Any:
-    """The wiring recipe of lang/fastframe.py's docstring, in a loop."""
+    """The wiring recipe of lang/wire/fastframe.py's docstring, in a loop."""
     conn = new_connection(client)
     seen = Observer(conn, max_message)
     fast = FrameParser(client, max_message)
@@ -570,7 +570,7 @@ def test_wsproto_in_step_tells_when_the_fast_path_may_start() -> None:
 
 
 class FastConnection:
-    """The wiring recipe of lang/fastframe.py's docstring over a real stream: the fast path
+    """The wiring recipe of lang/wire/fastframe.py's docstring over a real stream: the fast path
     in front of wsproto (a small stand-in for lang.transport's WebSocket)."""
 
     def __init__(self, stream: Any, conn: Connection, client: bool) -> None:
