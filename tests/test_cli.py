@@ -473,3 +473,37 @@ def test_a_terminal_that_cannot_show_a_character_gets_an_escape(tmp_path: Path) 
     """)
     r = run_cli(["run", str(path)], env={"PYTHONIOENCODING": "ascii"})
     assert (r.code, r.out, r.err) == (0, "h\\xe9llo \\U0001f600\n", "")
+
+
+def test_ctrl_c_while_a_big_file_is_checked_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    """Checking 10 MB takes seconds: Ctrl-C then was a KeyboardInterrupt traceback (exit -2)."""
+    import time
+
+    from conftest import ENV_FOR_CLI
+
+    path = tmp_path / "big.evt"
+    path.write_text("on project start {\n" + "    print 1 + 2 * 3\n" * 600_000 + "}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lang", "check", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV_FOR_CLI)
+    try:
+        # wait until it is parsing: a second of CPU (start-up takes a fifth of that; the parse
+        # of 600,000 lines takes a minute), with a hard limit
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and _cpu(proc.pid) < 1.0:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the check ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert b"Traceback" not in err
+
+
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
