@@ -107,7 +107,7 @@ def bench_masker(rounds: int, budget: float) -> None:
 # ---------------------------------------------------------------- parse
 
 
-class _AcceleratedMasker:  # what lang.transport gives wsproto (wsaccel behind its interface)
+class _AcceleratedMasker:  # what lang.wire gives wsproto (wsaccel behind its interface)
     def __init__(self, key: bytes) -> None:
         self._masker = fastframe._CMasker(bytes(key))
 

@@ -123,7 +123,7 @@ class Repl:
         token = anyio.lowlevel.current_token()
 
         def reader() -> None:
-            try:  # os.read, not sys.stdin: see lang.stdio
+            try:  # os.read, not sys.stdin: see lang.runtime.stdio
                 for batch in read_lines(0):
                     for raw in batch:
                         anyio.from_thread.run(send.send, decode_line(raw), token=token)
@@ -502,7 +502,7 @@ def cmd_repl(opts: Any) -> int:
 
     builtins = api.builtins()
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
-    # at a terminal, prompt_toolkit's patch_stdout takes the output; piped, lang.stdio does
+    # at a terminal, prompt_toolkit's patch_stdout takes the output; piped, lang.runtime.stdio does
     rt = Runtime(builtins=builtins, verbose=opts.verbose, trace=opts.trace, repl=True,
                  stdio=None if interactive else Stdio())
     repl = Repl(rt, builtins, interactive)

@@ -1,6 +1,6 @@
 """websocket family: what a script can ask of its connections, servers and peers.
 
-The objects come from lang.ws; these functions only read them. Peer fields (`id remote path
+The objects come from lang.endpoints; these functions only read them. Peer fields (`id remote path
 query headers subprotocol` and any field the script assigns) are read with `p.field`.
 """
 

@@ -11,7 +11,7 @@ hypothesis-drawn ones; both roles; the fuzzer's max_message and a small one.
 Then the fast path wired as lang/wire/fastframe.py's docstring says, over 127.0.0.1, against the
 `websockets` library's client and server.
 
-The comparison is at the level the connection sees (lang/transport.py `_events`): wsproto
+The comparison is at the level the connection sees (lang/wire/connection.py `_events`): wsproto
 alone reports a frame that spans reads in pieces; the connection joins them, so the driver
 here does too, applies the message size limit the same way, answers pings and closes, and
 stops at the first close or failure, as the connection does.
@@ -59,7 +59,7 @@ SETTINGS = settings(max_examples=300, deadline=None,
 
 
 def wsproto_pure_masker() -> Any:
-    """wsproto's own XorMaskerSimple. lang.transport replaces the class in wsproto's module
+    """wsproto's own XorMaskerSimple. lang.wire replaces the class in wsproto's module
     with the accelerated one, so it is loaded afresh from wsproto's source."""
     spec = importlib.util.spec_from_file_location("_wsproto_frames", frame_protocol.__file__)
     assert spec is not None and spec.loader is not None
@@ -170,7 +170,7 @@ def test_the_serialiser_makes_wsprotos_bytes(data: str | bytes, client: bool, ke
 
 
 class Observer:
-    """What lang.transport's reader does with wsproto's events, in a form to compare: the
+    """What lang.wire's reader does with wsproto's events, in a form to compare: the
     whole messages (joined from wsproto's pieces, the size limit applied as the connection
     does), pings, pongs, the close or failure; the replies it sends; it stops at the first
     close or failure."""
@@ -571,7 +571,7 @@ def test_wsproto_in_step_tells_when_the_fast_path_may_start() -> None:
 
 class FastConnection:
     """The wiring recipe of lang/wire/fastframe.py's docstring over a real stream: the fast path
-    in front of wsproto (a small stand-in for lang.transport's WebSocket)."""
+    in front of wsproto (a small stand-in for lang.wire's WebSocket)."""
 
     def __init__(self, stream: Any, conn: Connection, client: bool) -> None:
         self.stream, self.conn, self.client = stream, conn, client

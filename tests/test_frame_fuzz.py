@@ -23,7 +23,7 @@ After all inputs, the server must still run, echo text and binary to a `websocke
 and end with 130 on SIGINT, and its stderr must hold no "Traceback" and no "internal error".
 The fuzzing runs once (the module-scoped `fuzz_run` fixture, on the loop `evt run` picks:
 EVT_LOOP, else uvloop); each of those checks is a test of its own. The unit-level variant runs
-the same inputs against lang.transport's server role over in-memory streams.
+the same inputs against lang.wire's server role over in-memory streams.
 """
 
 from __future__ import annotations
@@ -906,7 +906,7 @@ def test_the_server_prints_no_traceback(fuzz_run: FuzzRun) -> None:
 
 @pytest.mark.anyio
 async def test_malformed_frames_in_memory() -> None:
-    """The same inputs against lang.transport's server role over in-memory streams: each
+    """The same inputs against lang.wire's server role over in-memory streams: each
     connection's reader must end with a Closed, never an exception, and the answer must be
     the predicted one (no timing here: every input is read to its end)."""
     from test_transport import memory_pair

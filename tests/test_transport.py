@@ -1,4 +1,4 @@
-"""lang.transport over in-memory byte streams: no sockets, the real handshake on both ends.
+"""lang.wire over in-memory byte streams: no sockets, the real handshake on both ends.
 
 Every test pairs a WebSocket in the client role with one in the server role, made by
 `_client_handshake` and `accept` over a pair of connected in-memory streams. The end under

@@ -7,7 +7,7 @@ opening handshake with bytes after it, heads over the bounds, requests wsproto l
 frames that announce more than max_message, messages in endless empty fragments, a close
 frame with a reason that is not UTF-8, plain HTTP to a wss port. After each misbehaving
 peer the server must still serve a `websockets` client. The message timeout is a limit of
-lang.transport with no config key: it is tested on the transport's own server role over a
+lang.wire with no config key: it is tested on the transport's own server role over a
 real socket. Running out of file descriptors needs a process of its own (`ulimit -n 64`):
 `evt run` in a subprocess, on both loops.
 

@@ -11,7 +11,7 @@ Rules of this module:
 - `expect` sees a per-channel log of recent messages, kept only while some handler that uses
   `expect` is running.
 - This module turns statements and events into transport calls; it never touches a socket
-  (lang.transport does), and the transport never sees an evt value.
+  (lang.wire does), and the transport never sees an evt value.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class Actions:
                              fresh=True, uses_expect=spec.uses_expect)
         handle.begin(fr)
 
-    # -- network statements, dispatched to the endpoint objects (lang.ws)
+    # -- network statements, dispatched to the endpoint objects (lang.endpoints)
 
     def describe(self, target: Any) -> str:
         return getattr(target, "label", None) or type_name(target)

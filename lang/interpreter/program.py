@@ -67,7 +67,7 @@ class Runtime(Declarations, Actions):
         self.builtins = builtins
         self.out = out
         self.err = err
-        self.stdio = stdio  # the CLI's: buffered standard output and error (lang.stdio)
+        self.stdio = stdio  # the CLI's: buffered standard output and error (lang.runtime.stdio)
         self._drain_scope: anyio.CancelScope | None = None
         self.verbose = verbose
         self.trace = trace
@@ -108,7 +108,7 @@ class Runtime(Declarations, Actions):
 
     def write(self, text: str) -> None:
         if self.stdio is not None:
-            self.stdio.write(text + "\n")  # never blocks (lang.stdio)
+            self.stdio.write(text + "\n")  # never blocks (lang.runtime.stdio)
             return
         out = self.out or sys.stdout
         try:

@@ -21,7 +21,7 @@ from lang.runtime import stdio
 
 async def checkpoint() -> None:
     """A long loop's periodic yield. A loop that printed into a full output buffer waits
-    here for room (lang.stdio): the printing handler waits, nothing else does."""
+    here for room (lang.runtime.stdio): the printing handler waits, nothing else does."""
     if stdio.owes():
         await stdio.settle()
     else:

@@ -16,7 +16,7 @@ Rules of this module (it knows nothing of evt):
   pong with 1011. Bytes are counted as they arrive, after decompression too, so a compressed
   bomb cannot grow memory.
 - Bounds on what a peer can make us hold or spend: the opening request's head
-  (lang.http_request: 414, 431); a frame whose header announces more than max_message is
+  (lang.wire.http_request: 414, 431); a frame whose header announces more than max_message is
   refused at the header (1009); the frames of one message are counted (max_fragments, then
   1009) and timed (message_timeout, then 1008); after we fail a connection, at most
   FAILED_READ_LIMIT bytes are parsed looking for the peer's close frame.

@@ -11,7 +11,7 @@ A "simple" frame is: FIN set, RSV bits clear, opcode text (1) or binary (2), mas
 are the server (RFC 6455 §5.1), the minimal length encoding (§5.2), a payload of at most
 max_message bytes, no fragmented message in progress, and (text) strict UTF-8 (§8.1).
 
-How the connection uses it (the wiring into lang/transport.py's WebSocket; tests/
+How the connection uses it (the wiring into lang/wire/connection.py's WebSocket; tests/
 test_fastframe.py's FastConnection is this recipe over real sockets):
 
 1. Start: only on a connection without an extension (permessage-deflate ones use wsproto as

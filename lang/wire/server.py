@@ -58,7 +58,7 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
     """The server side of the opening handshake, within handshake_timeout. Refusals are
     answered with an HTTP response and raise Rejected; a client that stalls or speaks
     something else raises TransportError. `admit` may refuse with 503 (its reason). The
-    request head is bounded (lang.http_request) whatever the reads; what came after it in
+    request head is bounded (lang.wire.http_request) whatever the reads; what came after it in
     the same reads is the client's first WebSocket bytes, kept for the connection."""
     ws = WSConnection(ConnectionType.SERVER)
     head = RequestHead()
