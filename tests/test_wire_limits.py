@@ -38,6 +38,7 @@ import anyio.abc
 import pytest
 import trustme
 from conftest import ENV_FOR_CLI, write
+from helpers import frame_head, mask
 from test_server import T, client, closed_code, recv, serving, upgrade_request
 
 from lang.wire.frames import Limits
@@ -71,15 +72,7 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, length: int | None =
           key: bytes = b"\x01\x02\x03\x04") -> bytes:
     """A masked client frame; `length` announces another payload length than the real one."""
     n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
+    return frame_head(opcode, n, fin=fin) + key + mask(payload, key)
 
 
 class Raw:
