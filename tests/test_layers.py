@@ -222,7 +222,7 @@ def test_every_statement_has_its_check_and_compile_method() -> None:
 
 def test_every_expression_has_its_compile_method() -> None:
     # (the checker walks expressions with one isinstance chain that raises on a node it
-    # does not know, and every expression kind is checked by tests/test_parser_fuzz.py)
+    # does not know, and every expression kind is checked by tests/syntax/test_parser_fuzz.py)
     from lang import ast as A
     from lang.compile import Compiler
 

@@ -5,7 +5,7 @@ stays the protocol engine: this module takes off the byte stream only what it ca
 wsproto would turn into one whole message with no other effect, and cuts everything else at
 frame boundaries for wsproto. Handing wsproto a byte string it would have got anyway, only
 later or in other pieces, never changes what it does, so the results are the same by
-construction (tests/test_fastframe.py feeds the same streams both ways and compares).
+construction (tests/wire/test_fastframe.py feeds the same streams both ways and compares).
 
 A "simple" frame is: FIN set, RSV bits clear, opcode text (1) or binary (2), masked iff we
 are the server (RFC 6455 §5.1), the minimal length encoding (§5.2), a payload of at most

@@ -13,7 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 import trustme
-from test_server import T, client, closed_code, recv, serving
+from helpers.server import T, client, closed_code, recv, serving
 from websockets.exceptions import InvalidHandshake, InvalidMessage
 
 pytestmark = pytest.mark.anyio

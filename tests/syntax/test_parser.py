@@ -4,7 +4,7 @@ Golden files live in tests/golden/parser: each NAME.evt is parsed with parse_mod
 `dump()` of each declaration, one per line, must equal NAME.ast. To rewrite the .ast files
 after a deliberate grammar change, run
 
-    EVT_UPDATE_GOLDEN=1 python -m pytest tests/test_parser.py -k regenerate
+    EVT_UPDATE_GOLDEN=1 python -m pytest tests/syntax/test_parser.py -k regenerate
 
 and review the diff. Files listed in XFAIL_GOLDEN hold hand-written expectations for known
 bugs; they are never rewritten.
@@ -24,7 +24,7 @@ from lang.errors import EvtSyntaxError
 from lang.syntax.parser import parse_expr, parse_module, parse_repl
 from lang.syntax.transform import parse_number
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "parser"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "parser"
 CASES = sorted(p.name for p in GOLDEN.glob("*.evt"))
 UPDATE = os.environ.get("EVT_UPDATE_GOLDEN") == "1"
 

@@ -4,7 +4,7 @@ The must-show of issue 13: the same byte streams through wsproto alone and throu
 parser with wsproto behind it (fed what the parser hands over) give the same observable
 results: the messages with their data, pings, pongs, closes and failures with their codes
 and reasons, the bytes sent back, and wsproto's state. The streams are every input of the
-frame fuzzer (tests/test_frame_fuzz.py, its generator reused; for the client role the same
+frame fuzzer (tests/wire/test_frame_fuzz.py, its generator reused; for the client role the same
 frames with the masking flipped) in the fuzzer's splits and in other random splits, and
 hypothesis-drawn ones; both roles; the fuzzer's max_message and a small one.
 
@@ -336,7 +336,7 @@ class ServerFrames(Generator):
 
 @pytest.mark.parametrize("client", [False, True], ids=["server", "client"])
 def test_every_fuzzer_input_gives_the_same_results_both_ways(client: bool) -> None:
-    """Every input of tests/test_frame_fuzz.py, in the fuzzer's splits and in other random
+    """Every input of tests/wire/test_frame_fuzz.py, in the fuzzer's splits and in other random
     ones (the client role: the same frames with the masking flipped)."""
     rng = random.Random(13)
     stats: dict[str, int] = {}

@@ -14,7 +14,7 @@ import anyio
 import anyio.abc
 import pytest
 import trustme
-from conftest import run_evt
+from helpers import run_evt
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 

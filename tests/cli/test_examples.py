@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from helpers import ROOT, run_cli
 
 EXAMPLES = ROOT / "examples"
-GOLDEN = Path(__file__).parent / "golden" / "examples"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "examples"
 FIXED_OUTPUT = ["hello", "timers", "scenes", "echo_pair"]
 
 
@@ -39,7 +39,7 @@ def test_the_server_examples_serve_the_client_examples(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from conftest import ENV_FOR_CLI
+    from helpers import ENV_FOR_CLI
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

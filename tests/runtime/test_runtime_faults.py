@@ -18,7 +18,7 @@ from typing import IO
 
 import anyio
 import pytest
-from conftest import ENV_FOR_CLI, write
+from helpers import ENV_FOR_CLI, write
 from websockets.asyncio.client import connect
 
 WAIT = 60  # seconds: a hard bound on any one wait, far above what a busy machine needs

@@ -48,8 +48,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from conftest import ENV_FOR_CLI, ROOT
-from helpers import mask
+from helpers import ENV_FOR_CLI, ROOT, mask
 
 from lang.wire.connection import WebSocket
 from lang.wire.frames import Limits

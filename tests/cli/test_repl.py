@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import ROOT, run_cli, write
+from helpers import ROOT, run_cli, write
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 T = 30  # seconds: the hard limit on a session, and on one wait for a terminal's output
@@ -300,7 +300,7 @@ def test_sigterm_runs_the_shutdown() -> None:
     import signal
     import subprocess
 
-    from conftest import ENV_FOR_CLI
+    from helpers import ENV_FOR_CLI
 
     proc = subprocess.Popen([sys.executable, "-m", "lang", "repl"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -323,7 +323,7 @@ def test_sigterm_runs_the_shutdown() -> None:
 def test_a_line_that_is_not_utf8_is_an_error_not_a_broken_string() -> None:
     import subprocess
 
-    from conftest import ENV_FOR_CLI
+    from helpers import ENV_FOR_CLI
 
     proc = subprocess.run([sys.executable, "-m", "lang", "repl"],
                           input=b'"a\xffb"\nlet s = [\n"\xfe",\n]\n"ok"\n',

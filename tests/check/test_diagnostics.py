@@ -7,7 +7,7 @@ byte, and the exit code is 3 (0 for clean.evt). `syntax_*` files hold one syntax
 
 To rewrite the .err files after a deliberate change of wording, run
 
-    EVT_UPDATE_GOLDEN=1 python -m pytest tests/test_diagnostics.py -k regenerate
+    EVT_UPDATE_GOLDEN=1 python -m pytest tests/check/test_diagnostics.py -k regenerate
 
 and review the diff. Files listed in XFAIL_GOLDEN hold hand-written expectations for known
 bugs; they are never rewritten.
@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "diagnostics"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "diagnostics"
 CASES = sorted(p.name for p in GOLDEN.glob("*.evt"))
 UPDATE = os.environ.get("EVT_UPDATE_GOLDEN") == "1"
 CLEAN = {"clean.evt"}

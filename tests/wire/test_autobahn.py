@@ -2,7 +2,7 @@
 
 The fast profile (every case but 12.* and 13.*, the compression ones) runs here; every case
 must end OK, NON-STRICT or INFORMATIONAL. The full run (all 517 cases, compression on) is a
-documented command: `python tests/test_autobahn.py --full` (see RELIABILITY.md).
+documented command: `python tests/wire/test_autobahn.py --full` (see RELIABILITY.md).
 
 wstest runs on Python 2.7: `.ci/setup_wstest.sh PREFIX` installs it without touching the
 system, and `.ci/run` does so before the tests (it exports EVT_WSTEST). Without it the tests
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent / "autobahn"
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
 FAST_EXCLUDE = ["12.*", "13.*"]
@@ -154,7 +154,7 @@ def test_autobahn_client_role(wstest: str, tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    # the documented full run: python tests/test_autobahn.py [--full] [--keep DIR]
+    # the documented full run: python tests/wire/test_autobahn.py [--full] [--keep DIR]
     import argparse
     import tempfile
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, write
+from helpers import ROOT, run_cli, write
 
 HELLO = """
 on project start { print "hello" }
@@ -479,7 +479,7 @@ def test_ctrl_c_while_a_big_file_is_checked_exits_130_without_a_traceback(tmp_pa
     """Checking 10 MB takes seconds: Ctrl-C then was a KeyboardInterrupt traceback (exit -2)."""
     import time
 
-    from conftest import ENV_FOR_CLI
+    from helpers import ENV_FOR_CLI
 
     path = tmp_path / "big.evt"
     path.write_text("on project start {\n" + "    print 1 + 2 * 3\n" * 600_000 + "}\n")

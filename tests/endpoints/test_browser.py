@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from websockets.sync.client import connect as sync_connect
 
 T = 20  # seconds: the hard limit on a wait in this file (a browser can be slow to start)

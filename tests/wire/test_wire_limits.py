@@ -37,9 +37,8 @@ import anyio
 import anyio.abc
 import pytest
 import trustme
-from conftest import ENV_FOR_CLI, write
-from helpers import frame_head, mask
-from test_server import T, client, closed_code, recv, serving, upgrade_request
+from helpers import ENV_FOR_CLI, frame_head, mask, write
+from helpers.server import T, client, closed_code, recv, serving, upgrade_request
 
 from lang.wire.frames import Limits
 from lang.wire.server import ServerOptions, accept

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Result, run_evt
+from helpers import Result, run_evt
 
 pytestmark = pytest.mark.anyio
 

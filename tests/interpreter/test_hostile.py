@@ -32,8 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ENV_FOR_CLI, ROOT, Result, run_cli, write
-from helpers import free_port
+from helpers import ENV_FOR_CLI, ROOT, Result, free_port, run_cli, write
 
 T = 120  # seconds: the hard limit on one script run. Most end in well under a second, but on
 #   a machine shared with other work json_stringify(x, true) of a 100000-deep list took 42 s

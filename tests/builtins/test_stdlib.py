@@ -812,7 +812,7 @@ def _evt(source: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         with open(path, "w", encoding="utf-8") as f:
             f.write(source)
         return subprocess.run([sys.executable, "-m", "lang", "run", path], capture_output=True,
-                              text=True, timeout=timeout, cwd=os.path.dirname(__file__) + "/..")
+                              text=True, timeout=timeout, cwd=os.path.dirname(__file__) + "/../..")
 
 
 def test_int_refuses_long_digit_runs_in_linear_time() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import run_evt
+from helpers import run_evt
 
 from lang.wire import frames as transport
 

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ENV_FOR_CLI, Result, write
-from test_faults import evt_process
-from test_server import client, closed_code, recv
+from helpers import ENV_FOR_CLI, Result, write
+from helpers.process import evt_process
+from helpers.server import client, closed_code, recv
 
 T = 60  # seconds: the hard limit on one run (each ends in about a second)
 MEMORY = 4 * 1024 ** 3  # bytes of address space for a run that builds large values
@@ -454,7 +454,7 @@ async def test_the_reference_names_every_type_that_type_gives(tmp_path: Path) ->
             assert (await closed_code(ws, timeout=T))[0] == 1001  # exit's going away
         assert await child.exited(timeout=T) == 0
     given = found[0][1].split()
-    reference = (Path(__file__).resolve().parent.parent / "docs" / "reference.md").read_text()
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "reference.md").read_text()
     row = re.search(r"^\| `type\(v\)` \| The name of the value's type: ([a-z ]+)\. \|$",
                     reference, re.M)
     assert row is not None

@@ -21,8 +21,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from conftest import run_evt
-from helpers import free_port
+from helpers import free_port, run_evt
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 

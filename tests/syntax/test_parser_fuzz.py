@@ -20,7 +20,7 @@ from lang.check.checker import check
 from lang.errors import Diagnostic, EvtSyntaxError
 from lang.syntax.parser import parse_expr, parse_module, parse_repl
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CORPUS = sorted(GOLDEN.glob("parser/*.evt")) + sorted(GOLDEN.glob("diagnostics/**/*.evt"))
 TEXTS = [p.read_text(encoding="utf-8") for p in CORPUS]
 BUILTINS = stdlib.load()
