@@ -43,6 +43,8 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from lang.wire.closing import Closing
+from lang.wire.fastframe import FrameParser, wsproto_in_step
+from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import (
     _OPEN,
     _STREAM_ERRORS,
@@ -87,9 +89,9 @@ class WebSocket(Closing):
     __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_done",
                  "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
                  "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
-                 "_writers", "_writing", "client", "closed", "conn", "late_bytes", "limits",
-                 "messages_in", "on_failure", "on_frame", "out_limit", "pauses", "peer",
-                 "spawn", "stream", "unpause")
+                 "_writers", "_writing", "client", "closed", "conn", "fast", "late_bytes",
+                 "limits", "messages_in", "on_failure", "on_frame", "out_limit", "pauses",
+                 "peer", "plain", "spawn", "stream", "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -128,6 +130,11 @@ class WebSocket(Closing):
         self._deadline: float | None = None
         self._reader_id: int | None = None
         self.messages_in = 0
+        # The frame fast path (lang.wire.fastframe): with no extension, whole data frames are
+        # made without wsproto (`plain`), and received ones are parsed in front of it
+        # (`fast`: None until it can start, a FrameParser, or False: never on this one).
+        self.plain = wsproto_in_step(conn) is not None
+        self.fast: FrameParser | bool | None = None if self.plain else False
         # Backpressure is the message callback's: it holds the reader back while its queue
         # is full. While it does, it sets `unpause` (what lets the reader go on) and counts
         # the pause in `pauses`: keep-alive does not blame the peer for a pong we did not
@@ -159,8 +166,11 @@ class WebSocket(Closing):
             raise ConnectionError("not connected")
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
-        frame = self.conn.send(TextMessage(data=data) if type(data) is str
-                               else BytesMessage(data=data))
+        if self.plain:
+            frame = plain_frame(data, self.client)
+        else:
+            frame = self.conn.send(TextMessage(data=data) if type(data) is str
+                                   else BytesMessage(data=data))
         if batch and self._out_bytes + len(frame) <= BATCH_LIMIT:
             self._queue().append(frame)
             self._out_bytes += len(frame)
@@ -198,7 +208,7 @@ class WebSocket(Closing):
             return False
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
-        frame = self.conn.send(_message(data))
+        frame = plain_frame(data, self.client) if self.plain else self.conn.send(_message(data))
         self._queue().append(frame)
         self._out_bytes += len(frame)
         if not self._flushing and self.spawn is not None:
@@ -284,6 +294,8 @@ class WebSocket(Closing):
         try:
             # frames that came in the same read as the handshake are already in wsproto
             await self._events(on_message)
+            if self.fast is None:
+                self._start_fast()
             if self._outbox and not self._writing:
                 await self._write_batch()
             receive = self.stream.receive
@@ -341,11 +353,60 @@ class WebSocket(Closing):
         await self.fail(code, reason)
 
     async def _feed(self, data: bytes, on_message: Callable[[Any], Awaitable[None]]) -> None:
+        fast = self.fast
+        if fast:
+            await self._feed_fast(fast, data, on_message)  # type: ignore[arg-type]
+            return
         try:
             self.conn.receive_data(data)
         except LocalProtocolError:
             return
         await self._events(on_message)
+        if fast is None:
+            self._start_fast()
+
+    def _start_fast(self) -> None:
+        """Start the fast path once wsproto holds no part of a frame (lang.wire.fastframe)."""
+        if self._failed is not None or self.closed is not None:
+            return
+        step = wsproto_in_step(self.conn)
+        if step:
+            self.fast = FrameParser(self.client, self.limits.max_message)
+        elif step is None:
+            self.fast = False
+
+    async def _feed_fast(self, fast: FrameParser, data: bytes,
+                         on_message: Callable[[Any], Awaitable[None]]) -> None:
+        """A read through the fast path: the whole simple messages it takes are delivered as
+        _events delivers wsproto's; the rest goes to wsproto, cut at frame boundaries."""
+        conn = self.conn
+        while True:
+            messages, raw = fast.take(data)
+            data = b""
+            for message in messages:
+                if conn.state is not _OPEN and (self._failed is not None
+                                                or self.closed is not None):
+                    continue  # we failed the connection: nothing more is processed
+                self.messages_in += 1
+                if self.on_frame is not None:
+                    self.on_frame("<", "text" if type(message) is str else "binary", message)
+                await on_message(message)
+            if raw is None:
+                break
+            try:
+                conn.receive_data(raw)
+            except LocalProtocolError:
+                return
+            await self._events(on_message)
+            if self.closed is not None:
+                return
+        # a frame still arriving in the parser is timed as one still arriving in wsproto
+        if self._message_deadline is None:
+            if fast.receiving and self.limits.message_timeout > 0:
+                self._message_deadline = anyio.current_time() + self.limits.message_timeout
+        elif not fast.receiving and not fast.fragmented and not self._parts \
+                and not self._size:
+            self._message_deadline = None
 
     async def _events(self, on_message: Callable[[Any], Awaitable[None]]) -> None:
         conn = self.conn
@@ -399,6 +460,8 @@ class WebSocket(Closing):
                 if self._pong is not None:
                     self._pong.set()
             elif t is CloseConnection:
+                if self.fast:
+                    self.fast.stop()  # type: ignore[union-attr]  # (wsproto reads no more)
                 await self._on_close(ev)
                 if self.closed is not None:
                     return

@@ -213,6 +213,12 @@ class FrameParser:
         self._cut = 0  # where the last read's bytes begin in _held
         self._queue: list[Any] = []  # pieces for wsproto, one per take() (see _fail)
 
+    @property
+    def receiving(self) -> bool:
+        """Whether a simple frame has begun to arrive and is not whole yet (it is held here,
+        not in wsproto: the connection times it as it times a message wsproto holds)."""
+        return self._held is not None
+
     def stop(self) -> bytes:
         """End the fast path; returns the bytes it held (feed them to wsproto)."""
         self.active = False
