@@ -40,12 +40,12 @@ from lang.ast import Span
 from lang.errors import SOURCES, EvtSyntaxError
 from lang.limits import MAX_NESTING
 from lang.syntax.messages import (
-    _CLOSERS,
-    _bad_char,
-    _expected_words,
-    _found,
-    _ParseError,
-    _syntax_error,
+    CLOSERS,
+    ParseError,
+    bad_char,
+    expected_words,
+    found_words,
+    syntax_error,
 )
 from lang.syntax.transform import AtToken, ToAst, Tok, unclosed_interp
 
@@ -174,14 +174,14 @@ class _Context:
         """An expression inside '${ }' of a string at (line, col)."""
         try:
             return _run(self, source, "expr")
-        except _ParseError as e:
+        except ParseError as e:
             tok = e.token
             offset = e.pos if tok is None else (len(source) if tok.type == "$END" else tok.pos)
             span = Span(self.transformer.file, line, col + offset)
             if tok is None:
-                raise EvtSyntaxError(span, "in '${...}': " + _bad_char(source, e.pos)) from None
-            found = "'}'" if tok.type == "$END" else _found(tok)
-            raise EvtSyntaxError(span, f"in '${{...}}': expected {_expected_words(e.expected)}, "
+                raise EvtSyntaxError(span, "in '${...}': " + bad_char(source, e.pos)) from None
+            found = "'}'" if tok.type == "$END" else found_words(tok)
+            raise EvtSyntaxError(span, f"in '${{...}}': expected {expected_words(e.expected)}, "
                                        f"found {found}") from None
 
 
@@ -261,7 +261,7 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
         if m is None:
             rest = text[pos:]
             pos += len(rest) - len(rest.lstrip(" \t\f"))
-            raise _ParseError(None, set(acts), brackets, pos, last_tok)
+            raise ParseError(None, set(acts), brackets, pos, last_tok)
         kind = m.lastgroup
         if kind == "EOF":
             tok = Tok("$END", "", line, n - line_start + 1, n, n)
@@ -290,8 +290,8 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     semi_line = tok_line + value.count("\n", 0, at)
                     semi_col = at - before if before >= 0 else col + at
                     tok = Tok("SEMI", ";", semi_line, semi_col, semi, semi + 1)
-                    raise _ParseError(tok, _really_expected(tb, state_stack, end_state),
-                                      brackets, semi, last_tok)
+                    raise ParseError(tok, _really_expected(tb, state_stack, end_state),
+                                     brackets, semi, last_tok)
                 if "ELSE" in acts:
                     m2 = _ELSE_AHEAD.match(text, end)
                     if m2 is not None:
@@ -352,12 +352,12 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
         while True:
             act = acts.get(ttype)
             if act is None:
-                raise _ParseError(tok, _really_expected(tb, state_stack, end_state), brackets,
-                                  tok.pos, last_tok)
+                raise ParseError(tok, _really_expected(tb, state_stack, end_state), brackets,
+                                 tok.pos, last_tok)
             if act >= 0:
                 if ttype == "$END":
-                    raise _ParseError(tok, _really_expected(tb, state_stack, end_state),
-                                      brackets, tok.pos, last_tok)
+                    raise ParseError(tok, _really_expected(tb, state_stack, end_state),
+                                     brackets, tok.pos, last_tok)
                 state_stack.append(act)
                 value_stack.append(tok)
                 acts = actions[act]
@@ -368,7 +368,7 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     if len(brackets) > MAX_NESTING:
                         raise AtToken(tok, f"nested too deeply: more than {MAX_NESTING} open "
                                            "brackets and blocks")
-                elif ttype in _CLOSERS:
+                elif ttype in CLOSERS:
                     brackets.pop()
                 break
             size, callback, goto = rules[~act]
@@ -486,8 +486,8 @@ def _parse(text: str, path: str, start: str, first_line: int = 1) -> Any:
         _GC_HELD += 1
     try:
         return _run(ctx, text, start, first_line)
-    except _ParseError as e:
-        raise _syntax_error(e, text, path, first_line) from None
+    except ParseError as e:
+        raise syntax_error(e, text, path, first_line) from None
     except AtToken as e:
         raise EvtSyntaxError(Span(path, e.tok.line, e.tok.column + e.offset), e.message) from None
     finally:
