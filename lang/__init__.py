@@ -2,7 +2,8 @@
 
 The layers, lowest first; a module imports only from its own layer and those below it
 (tests/test_layers.py checks this, with imports inside functions, and that there is no
-import cycle and no module over 600 lines):
+import cycle, no module over 600 lines, and no import of another module's `_name`: an
+underscore means "this module only"):
 
 - lang.ast, lang.errors, lang.limits: the syntax tree, diagnostics, the language's limits.
   Below everything.
@@ -13,7 +14,8 @@ import cycle and no module over 600 lines):
   nothing of evt. (lang.wire.codes, the close codes, has no imports at all: the checker
   reads it too.)
 - lang.syntax: the grammar, the LALR driver, syntax errors in words, the transformer to
-  the AST, the loader of imports.
+  the AST, the loader of imports. Reentrant: threads may parse at once (the tables are
+  shared and read-only; each thread has its own transformer).
 - lang.check: the static checks.
 - lang.runtime: invocations, sources, timers, standard I/O, and the Protocols naming what
   the lower layers need from the running program.

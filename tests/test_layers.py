@@ -1,5 +1,6 @@
 """The package's shape: the layers import only downwards, nothing imports in a circle, no module
-grows past 600 lines, and every syntax node has its check and its compile method.
+grows past 600 lines, no module takes another's underscore (private) names, and every syntax
+node has its check and its compile method.
 
 The import graph is read from the source (every `import` statement, those inside functions
 included; those under `if TYPE_CHECKING:` are not imports at run time and are left out), so a
@@ -188,6 +189,79 @@ def test_wire_imports_nothing_of_evt() -> None:
     assert wire, "no wire modules found"
     assert {m: sorted(t for t in ts if layer_of(t) != "wire") for m, ts in wire.items()} == {
         m: [] for m in wire}
+
+
+# Underscore names still imported across modules: lang/wire/connection.py (being edited
+# elsewhere) uses them. lang/wire: pending -- rename them in lang/wire/frames.py and its users
+# once connection.py is free, and drop them from here.
+PENDING_PRIVATE_IMPORTS = {
+    ("lang.wire.client", "lang.wire.frames._STREAM_ERRORS"),
+    ("lang.wire.client", "lang.wire.frames._seconds"),
+    ("lang.wire.closing", "lang.wire.frames._OPEN"),
+    ("lang.wire.closing", "lang.wire.frames._STREAM_ERRORS"),
+    ("lang.wire.connection", "lang.wire.frames._OPEN"),
+    ("lang.wire.connection", "lang.wire.frames._STREAM_ERRORS"),
+    ("lang.wire.connection", "lang.wire.frames._message"),
+    ("lang.wire.connection", "lang.wire.frames._seconds"),
+    ("lang.wire.server", "lang.wire.frames._STREAM_ERRORS"),
+    ("lang.wire.server", "lang.wire.frames._seconds"),
+}
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_imports(module: str, path: Path, known: set[str]) -> set[str]:
+    """The underscore names of other modules of ours that `module` uses: `from m import _x`
+    (at any depth, under `if TYPE_CHECKING:` too) and `m._x` where m names a module of ours."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    mods: dict[str, str] = {}  # local name -> module of ours
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                if node.level > 1:
+                    base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target not in known:
+                continue
+            for alias in node.names:
+                if f"{target}.{alias.name}" in known:
+                    mods[alias.asname or alias.name] = f"{target}.{alias.name}"
+                elif _private(alias.name) and target != module:
+                    out.add(f"{target}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name in known:
+                    mods[alias.asname or alias.name] = alias.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr) and \
+                isinstance(node.value, ast.Name) and node.value.id in mods:
+            out.add(f"{mods[node.value.id]}.{node.attr}")
+    return out
+
+
+def test_the_private_import_reader_sees_them(tmp_path: Path) -> None:
+    # the checker of this file must itself be able to fail
+    (tmp_path / "a.py").write_text(
+        "from p.b import _x, y, __all__\nfrom . import c as cc\n"
+        "def f():\n    from .b import _z\n    return cc._w, cc.v\n")
+    known = {"p", "p.a", "p.b", "p.c"}
+    assert private_imports("p.a", tmp_path / "a.py", known) == {"p.b._x", "p.b._z", "p.c._w"}
+
+
+def test_no_module_imports_another_modules_underscore_names() -> None:
+    mods = modules()
+    known = set(mods)
+    found = {(m, name) for m, p in mods.items() for name in private_imports(m, p, known)}
+    assert sorted(found - PENDING_PRIVATE_IMPORTS) == []
+    stale = sorted(PENDING_PRIVATE_IMPORTS - found)
+    assert stale == [], "no longer imported: remove from PENDING_PRIVATE_IMPORTS"
 
 
 def test_no_module_is_too_long() -> None:

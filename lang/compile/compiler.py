@@ -20,7 +20,7 @@ from typing import Any
 from lang import ast as A
 from lang.compile.expressions import ExpressionCompiler
 from lang.compile.statements import StatementCompiler
-from lang.compile.support import Compiled, Layout, Scope, _sequence
+from lang.compile.support import Compiled, Layout, Scope, sequence
 from lang.runtime.host import CompilerHost
 
 # ---------------------------------------------------------------- the compiler
@@ -66,7 +66,7 @@ class Compiler(StatementCompiler, ExpressionCompiler):
             parts = [self.stmt(s) for s in block.stmts]
         finally:
             self.scope.layout.pop()
-        return _sequence(parts)
+        return sequence(parts)
 
     def stmt(self, s: A.Stmt) -> Compiled:
         return getattr(self, "s_" + type(s).__name__)(s)

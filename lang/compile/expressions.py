@@ -9,8 +9,8 @@ from typing import Any
 from lang import ast as A
 from lang import ops
 from lang.ast import Span
-from lang.compile.fast import _FAST, _FAST_CONST
-from lang.compile.support import FIRST_LOCAL, Compiled, _ev, _interp, _joined
+from lang.compile.fast import FAST_BINARY, FAST_CONST
+from lang.compile.support import FIRST_LOCAL, Compiled, evaluate, interp_fn, joined_text
 from lang.errors import EvtRuntimeError, Frame
 from lang.runtime.core import (
     MAX_DEPTH,
@@ -63,15 +63,15 @@ class ExpressionCompiler:
         span = e.span
         if any(a for _, a in parts):
             async def interp_async(fr: list) -> str:
-                return _joined([await _ev(f, a, fr) for f, a in parts], span)
+                return joined_text([await evaluate(f, a, fr) for f, a in parts], span)
             return interp_async, True
-        return _interp([f for f, _ in parts], span), False
+        return interp_fn([f for f, _ in parts], span), False
 
     def e_ListLit(self, e: A.ListLit) -> Compiled:
         items = [self.expr(x) for x in e.items]
         if any(a for _, a in items):
             async def list_async(fr: list) -> list:
-                return [await _ev(f, a, fr) for f, a in items]
+                return [await evaluate(f, a, fr) for f, a in items]
             return list_async, True
         fns = [f for f, _ in items]
         return (lambda fr: [f(fr) for f in fns]), False
@@ -81,7 +81,7 @@ class ExpressionCompiler:
         values = [self.expr(x) for x in e.values]
         if any(a for _, a in values):
             async def map_async(fr: list) -> dict:
-                return {k: await _ev(f, a, fr) for k, (f, a) in zip(keys, values, strict=True)}
+                return {k: await evaluate(f, a, fr) for k, (f, a) in zip(keys, values, strict=True)}
             return map_async, True
         pairs = [(k, f) for k, (f, _) in zip(keys, values, strict=True)]
         return (lambda fr: {k: f(fr) for k, f in pairs}), False
@@ -108,14 +108,14 @@ class ExpressionCompiler:
         if e.op == "and":
             if la or ra:
                 async def and_async(fr: list) -> Any:
-                    v = await _ev(left, la, fr)
-                    return (await _ev(right, ra, fr)) if v else v
+                    v = await evaluate(left, la, fr)
+                    return (await evaluate(right, ra, fr)) if v else v
                 return and_async, True
             return (lambda fr: left(fr) and right(fr)), False
         if la or ra:
             async def or_async(fr: list) -> Any:
-                v = await _ev(left, la, fr)
-                return v if v else await _ev(right, ra, fr)
+                v = await evaluate(left, la, fr)
+                return v if v else await evaluate(right, ra, fr)
             return or_async, True
         return (lambda fr: left(fr) or right(fr)), False
 
@@ -126,14 +126,14 @@ class ExpressionCompiler:
         span = e.span
         if la or ra:
             async def binary_async(fr: list) -> Any:
-                a = await _ev(left, la, fr)
-                return slow(a, await _ev(right, ra, fr), span)
+                a = await evaluate(left, la, fr)
+                return slow(a, await evaluate(right, ra, fr), span)
             return binary_async, True
-        maker = _FAST.get(e.op)
+        maker = FAST_BINARY.get(e.op)
         if maker is None:
             return (lambda fr: slow(left(fr), right(fr), span)), False
         if isinstance(e.right, A.Const) and type(e.right.value) is int:
-            const_maker = _FAST_CONST.get(e.op)
+            const_maker = FAST_CONST.get(e.op)
             if const_maker is not None:
                 return const_maker(left, e.right.value, slow, span), False
         return maker(left, right, slow, span), False
@@ -144,8 +144,8 @@ class ExpressionCompiler:
         span = e.span
         if oa or ka:
             async def index_async(fr: list) -> Any:
-                o = await _ev(obj, oa, fr)
-                return ops.index(o, await _ev(key, ka, fr), span)
+                o = await evaluate(obj, oa, fr)
+                return ops.index(o, await evaluate(key, ka, fr), span)
             return index_async, True
         slow = ops.index
 
@@ -218,7 +218,7 @@ class ExpressionCompiler:
                   KeyError, IndexError, UnicodeError, RecursionError, MemoryError)
         if any(a for _, a in args):
             async def call_async(fr: list) -> Any:
-                values = [await _ev(f, a, fr) for f, a in args]
+                values = [await evaluate(f, a, fr) for f, a in args]
                 try:
                     return fn(*values)
                 except caught as e:
@@ -285,12 +285,12 @@ class ExpressionCompiler:
 
         if cell.is_async or args_async:
             async def call_async(fr: list) -> Any:
-                values = [await _ev(f, a, fr) for f, a in args]
+                values = [await evaluate(f, a, fr) for f, a in args]
                 new = frame_for(fr, values)
                 inv = fr[0]
                 inv.depth += 1
                 try:
-                    await _ev(cell.body, cell.is_async, new)
+                    await evaluate(cell.body, cell.is_async, new)
                 except EvtRuntimeError as e:
                     e.frames.append(Frame(what, span))
                     raise

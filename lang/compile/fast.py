@@ -108,8 +108,8 @@ def _fast_ne(left: Fn, right: Fn, slow: Fn, span: Span) -> Fn:
     return ne
 
 
-_FAST = {"+": _fast_add, "-": _fast_sub, "*": _fast_mul, "<": _fast_lt, "<=": _fast_le,
-         ">": _fast_gt, ">=": _fast_ge, "==": _fast_eq, "!=": _fast_ne}
+FAST_BINARY = {"+": _fast_add, "-": _fast_sub, "*": _fast_mul, "<": _fast_lt,
+               "<=": _fast_le, ">": _fast_gt, ">=": _fast_ge, "==": _fast_eq, "!=": _fast_ne}
 
 
 def _const_add(left: Fn, c: int, slow: Fn, span: Span) -> Fn:
@@ -148,4 +148,4 @@ def _const_eq(left: Fn, c: int, slow: Fn, span: Span) -> Fn:
     return eq_c
 
 
-_FAST_CONST = {"+": _const_add, "-": _const_sub, "<": _const_lt, "==": _const_eq}
+FAST_CONST = {"+": _const_add, "-": _const_sub, "<": _const_lt, "==": _const_eq}

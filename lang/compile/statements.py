@@ -10,17 +10,17 @@ from lang import ast as A
 from lang import ops
 from lang.ast import Span
 from lang.compile.support import (
-    _YIELD_EVERY,
     BREAK,
     CONTINUE,
     RETURN,
+    YIELD_EVERY,
     Compiled,
     Fn,
     Scope,
-    _assign,
-    _ev,
-    _range_of,
+    assign_to,
+    evaluate,
     msg_timeout,
+    range_of,
 )
 from lang.errors import EvtRuntimeError
 from lang.runtime.core import (
@@ -70,7 +70,7 @@ class StatementCompiler:
 
             def store(fr: list, v: Any) -> None:
                 fr[slot] = v
-        return _assign(store, value, is_async)
+        return assign_to(store, value, is_async)
 
     def s_Assign(self, s: A.Assign) -> Compiled:
         t = s.target
@@ -82,7 +82,7 @@ class StatementCompiler:
         value, is_async = self.expr(s.value)
         store = self._store(t)
         if isinstance(t, A.Name):
-            return _assign(store, value, is_async)
+            return assign_to(store, value, is_async)
         obj, obj_async = self.expr(t.obj)
         if isinstance(t, A.Index):
             key, key_async = self.expr(t.index)
@@ -99,9 +99,9 @@ class StatementCompiler:
                 return set_item, False
 
             async def set_item_async(fr: list) -> None:
-                v = await _ev(value, is_async, fr)
-                o = await _ev(obj, obj_async, fr)
-                k = await _ev(key, key_async, fr)
+                v = await evaluate(value, is_async, fr)
+                o = await evaluate(obj, obj_async, fr)
+                k = await evaluate(key, key_async, fr)
                 ops.set_index(o, k, v, span)
             return set_item_async, True
         assert isinstance(t, A.Attr)
@@ -117,8 +117,8 @@ class StatementCompiler:
             return set_field, False
 
         async def set_field_async(fr: list) -> None:
-            v = await _ev(value, is_async, fr)
-            ops.set_attr(await _ev(obj, obj_async, fr), name, v, span)
+            v = await evaluate(value, is_async, fr)
+            ops.set_attr(await evaluate(obj, obj_async, fr), name, v, span)
         return set_field_async, True
 
     def _store(self, t: A.Expr) -> Fn:
@@ -177,9 +177,9 @@ class StatementCompiler:
             return if_, False
 
         async def if_async(fr: list) -> Any:
-            if await _ev(cond, ca, fr):
-                return await _ev(then, ta, fr)
-            return await _ev(orelse, oa, fr)
+            if await evaluate(cond, ca, fr):
+                return await evaluate(then, ta, fr)
+            return await evaluate(orelse, oa, fr)
         return if_async, True
 
     def s_While(self, s: A.While) -> Compiled:
@@ -187,7 +187,7 @@ class StatementCompiler:
         body, ba = self.block(s.body)
 
         async def while_(fr: list) -> Any:
-            deadline = time.monotonic() + _YIELD_EVERY
+            deadline = time.monotonic() + YIELD_EVERY
             n = 0
             while (await cond(fr)) if ca else cond(fr):
                 r = (await body(fr)) if ba else body(fr)
@@ -199,7 +199,7 @@ class StatementCompiler:
                 n += 1
                 if not n & 63 and time.monotonic() >= deadline:
                     await checkpoint()
-                    deadline = time.monotonic() + _YIELD_EVERY
+                    deadline = time.monotonic() + YIELD_EVERY
             return None
         return while_, True
 
@@ -214,8 +214,8 @@ class StatementCompiler:
             span = it.span
 
             async def source(fr: list) -> Any:
-                args = [await _ev(f, a, fr) for f, a in argfns]
-                return _range_of(range_fn, args, span)
+                args = [await evaluate(f, a, fr) for f, a in argfns]
+                return range_of(range_fn, args, span)
             source_fn: Fn = source
         else:
             src, source_async = self.expr(it)
@@ -223,7 +223,7 @@ class StatementCompiler:
             span = s.span
 
             async def source(fr: list) -> Any:
-                return iterate(await _ev(src, source_async, fr), span)
+                return iterate(await evaluate(src, source_async, fr), span)
             source_fn = source
         self.scope.layout.push()
         try:
@@ -236,7 +236,7 @@ class StatementCompiler:
 
         async def for_(fr: list) -> Any:
             seq = await source_fn(fr)
-            deadline = time.monotonic() + _YIELD_EVERY
+            deadline = time.monotonic() + YIELD_EVERY
             n = 0
             for x in seq:
                 if second is None:
@@ -252,7 +252,7 @@ class StatementCompiler:
                 n += 1
                 if not n & 63 and time.monotonic() >= deadline:
                     await checkpoint()
-                    deadline = time.monotonic() + _YIELD_EVERY
+                    deadline = time.monotonic() + YIELD_EVERY
             return None
         return for_, True
 
@@ -289,7 +289,7 @@ class StatementCompiler:
         rt = self.rt
 
         async def wait(fr: list) -> None:
-            seconds = ops.duration(await _ev(value, is_async, fr), "wait", span)
+            seconds = ops.duration(await evaluate(value, is_async, fr), "wait", span)
             await rt.sleep(seconds)
         return wait, True
 
@@ -342,7 +342,7 @@ class StatementCompiler:
         rt, span = self.rt, s.span
 
         async def start(fr: list) -> None:
-            await rt.start(await _ev(target, ta, fr), span)
+            await rt.start(await evaluate(target, ta, fr), span)
         return start, True
 
     def s_Stop(self, s: A.Stop) -> Compiled:
@@ -350,7 +350,7 @@ class StatementCompiler:
         rt, span = self.rt, s.span
 
         async def stop(fr: list) -> None:
-            await rt.stop(await _ev(target, ta, fr), span)
+            await rt.stop(await evaluate(target, ta, fr), span)
         return stop, True
 
     def s_Send(self, s: A.Send) -> Compiled:
@@ -369,8 +369,8 @@ class StatementCompiler:
             return send, True
 
         async def send_async(fr: list) -> None:
-            t = await _ev(target, ta, fr)
-            await rt.send(t, await _ev(value, va, fr), mode, fr[0], span)
+            t = await evaluate(target, ta, fr)
+            await rt.send(t, await evaluate(value, va, fr), mode, fr[0], span)
         return send_async, True
 
     def s_Broadcast(self, s: A.Broadcast) -> Compiled:
@@ -380,9 +380,9 @@ class StatementCompiler:
         rt, span, mode = self.rt, s.span, s.mode
 
         async def broadcast(fr: list) -> None:
-            t = await _ev(target, ta, fr)
-            v = await _ev(value, va, fr)
-            await rt.broadcast(t, v, mode, await _ev(exc, ea, fr), span)
+            t = await evaluate(target, ta, fr)
+            v = await evaluate(value, va, fr)
+            await rt.broadcast(t, v, mode, await evaluate(exc, ea, fr), span)
         return broadcast, True
 
     def s_Close(self, s: A.Close) -> Compiled:
@@ -392,9 +392,9 @@ class StatementCompiler:
         rt, span = self.rt, s.span
 
         async def close(fr: list) -> None:
-            t = await _ev(target, ta, fr)
-            c = await _ev(code, ca, fr)
-            await rt.close(t, c, await _ev(reason, ra, fr), span)
+            t = await evaluate(target, ta, fr)
+            c = await evaluate(code, ca, fr)
+            await rt.close(t, c, await evaluate(reason, ra, fr), span)
         return close, True
 
     def s_Expect(self, s: A.Expect) -> Compiled:
@@ -414,8 +414,8 @@ class StatementCompiler:
         rt, span, mode = self.rt, s.span, s.mode
 
         async def expect(fr: list) -> Any:
-            t = await _ev(target, ta, fr)
-            seconds = ops.duration(await _ev(within, wa, fr), "expect ... within", span)
+            t = await evaluate(target, ta, fr)
+            seconds = ops.duration(await evaluate(within, wa, fr), "expect ... within", span)
 
             failures: list[str] = []  # what the where condition could not judge
 
@@ -424,7 +424,7 @@ class StatementCompiler:
                     return True
                 fr[slot] = msg
                 try:
-                    return bool(await _ev(where[0], where[1], fr))
+                    return bool(await evaluate(where[0], where[1], fr))
                 except EvtRuntimeError as e:
                     # a message of another shape (`ack.id` of a notification without "id")
                     # does not match, as a message that is not JSON does not in json mode
@@ -444,7 +444,7 @@ class StatementCompiler:
                     why += (f" (the where condition failed on {n} message{'s' * (n != 1)}: "
                             f"{failures[0]})")
                 raise EvtRuntimeError(why, span)
-            return await _ev(orelse[0], orelse[1], fr)
+            return await evaluate(orelse[0], orelse[1], fr)
         if not at_prompt:
             return expect, True
         # at the REPL prompt, as a `let` there does, it binds a session variable: the
@@ -463,7 +463,7 @@ class StatementCompiler:
         rt, name, span = self.rt, s.name, s.span
 
         async def emit(fr: list) -> None:
-            await rt.emit(name, await _ev(value, va, fr), fr[0], span)
+            await rt.emit(name, await evaluate(value, va, fr), fr[0], span)
         return emit, True
 
     def s_ChangeScene(self, s: A.ChangeScene) -> Compiled:
@@ -498,7 +498,7 @@ class StatementCompiler:
             return print_, False
 
         async def print_async(fr: list) -> None:
-            rt.write(" ".join([show(await _ev(f, a, fr)) for f, a in parts]))
+            rt.write(" ".join([show(await evaluate(f, a, fr)) for f, a in parts]))
         return print_async, True
 
     def s_Assert(self, s: A.Assert) -> Compiled:
@@ -507,8 +507,8 @@ class StatementCompiler:
         span = s.span
 
         async def assert_(fr: list) -> None:
-            if not await _ev(cond, ca, fr):
-                m = await _ev(msg, ma, fr)
+            if not await evaluate(cond, ca, fr):
+                m = await evaluate(msg, ma, fr)
                 raise AssertFailed(to_str(m) if m is not None else "", span)
         if ca or ma:
             return assert_, True

@@ -15,7 +15,7 @@ from lang.values import to_str
 
 BREAK, CONTINUE, RETURN = 1, 2, 3
 FIRST_LOCAL = 3
-_YIELD_EVERY = 0.02  # seconds a loop may run before it lets other tasks in
+YIELD_EVERY = 0.02  # seconds a loop may run before it lets other tasks in
 
 Fn = Callable[..., Any]
 Compiled = tuple[Fn, bool]  # (closure, is_async)
@@ -86,7 +86,7 @@ def _at(e: EvtRuntimeError, span: Span) -> EvtRuntimeError:
     return e
 
 
-def _joined(values: list, span: Span) -> str:
+def joined_text(values: list, span: Span) -> str:
     try:
         texts = [to_str(v) for v in values]
     except EvtRuntimeError as e:
@@ -97,7 +97,7 @@ def _joined(values: list, span: Span) -> str:
     return "".join(texts)
 
 
-def _interp(fns: list[Fn], span: Span) -> Fn:
+def interp_fn(fns: list[Fn], span: Span) -> Fn:
     if len(fns) == 1:  # "${x}": as long as what is shown
         only = fns[0]
 
@@ -136,11 +136,11 @@ def _interp(fns: list[Fn], span: Span) -> Fn:
         return interp3
 
     def interp(fr: list) -> str:
-        return _joined([f(fr) for f in fns], span)
+        return joined_text([f(fr) for f in fns], span)
     return interp
 
 
-def _range_of(range_fn: Fn, args: list, span: Span) -> Any:
+def range_of(range_fn: Fn, args: list, span: Span) -> Any:
     """`for i in range(...)` walks a Python range: no list of a million ints is built.
     Arguments other than ints go to the built-in itself, for its conversions and errors
     (an integral float, `pow(2.0, 60)`, is an int here, as it is there)."""
@@ -155,14 +155,14 @@ def _range_of(range_fn: Fn, args: list, span: Span) -> Any:
     return range(*args)
 
 
-async def _ev(f: Fn, is_async: bool, fr: list) -> Any:
+async def evaluate(f: Fn, is_async: bool, fr: list) -> Any:
     """Evaluate a closure that may or may not be async (in async contexts only)."""
     if is_async:
         return await f(fr)
     return f(fr)
 
 
-def _assign(store: Fn, value: Fn, is_async: bool) -> Compiled:
+def assign_to(store: Fn, value: Fn, is_async: bool) -> Compiled:
     if is_async:
         async def assign_async(fr: list) -> None:
             store(fr, await value(fr))
@@ -173,7 +173,7 @@ def _assign(store: Fn, value: Fn, is_async: bool) -> Compiled:
     return assign, False
 
 
-def _sequence(parts: list[Compiled]) -> Compiled:
+def sequence(parts: list[Compiled]) -> Compiled:
     """A block: run statements in order until one gives a signal."""
     if not parts:
         return (lambda fr: None), False
@@ -206,13 +206,13 @@ def _sequence(parts: list[Compiled]) -> Compiled:
     for p in parts:
         if p[1]:
             if run:
-                steps.append(_sequence(run))
+                steps.append(sequence(run))
                 run = []
             steps.append(p)
         else:
             run.append(p)
     if run:
-        steps.append(_sequence(run))
+        steps.append(sequence(run))
 
     async def seq_async(fr: list) -> Any:
         for f, a in steps:

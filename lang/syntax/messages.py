@@ -10,11 +10,11 @@ from lang.ast import Span
 from lang.errors import EvtSyntaxError
 from lang.syntax.transform import Tok
 
-_CLOSERS = {"RPAR", "RSQB", "RBRACE"}
+CLOSERS = {"RPAR", "RSQB", "RBRACE"}
 _PAIRS = {"(": ")", "[": "]", "{": "}"}
 
 
-class _ParseError(Exception):
+class ParseError(Exception):
     def __init__(self, token: Tok | None, expected: set[str], stack: list[Tok], pos: int,
                  last: Tok | None = None) -> None:
         super().__init__("parse error")
@@ -62,7 +62,7 @@ def _word(t: str) -> str:
     return f"'{t.lower()}'"
 
 
-def _found(tok: Tok) -> str:
+def found_words(tok: Tok) -> str:
     t = tok.type
     if t == "SEMI":
         return "';'"
@@ -83,7 +83,7 @@ def _found(tok: Tok) -> str:
     return f"'{tok.value}'"
 
 
-def _expected_words(expected: set[str]) -> str:
+def expected_words(expected: set[str]) -> str:
     exp = set(expected)
     words: list[str] = []
     if exp >= _DECL_START - {"LET"} and "SEND" not in exp:
@@ -110,7 +110,7 @@ def _expected_words(expected: set[str]) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _bad_char(text: str, pos: int) -> str:
+def bad_char(text: str, pos: int) -> str:
     ch = text[pos] if pos < len(text) else ""
     if ch in "\"'":
         return "this string is never closed (a string ends on its line; write \\n for a newline)"
@@ -136,7 +136,7 @@ def _bad_char(text: str, pos: int) -> str:
     return f"unexpected character '{shown}'"
 
 
-def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> EvtSyntaxError:
+def syntax_error(e: ParseError, text: str, path: str, first_line: int = 1) -> EvtSyntaxError:
     stack = e.stack
     tok = e.token
     if tok is None:  # no token could be read at e.pos
@@ -146,7 +146,7 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
             e.pos = pos - 1  # `b"...` unclosed: the lexer read the `b` as a name
         line = text.count("\n", 0, e.pos) + first_line
         col = e.pos - (text.rfind("\n", 0, e.pos) + 1) + 1
-        return EvtSyntaxError(Span(path, line, col), _bad_char(text, e.pos))
+        return EvtSyntaxError(Span(path, line, col), bad_char(text, e.pos))
     t = tok.type
     expected = set(e.expected)
     if stack and stack[-1].type != "LBRACE":
@@ -160,7 +160,7 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
         span = Span(path, at.line, at.column + len(at.value)) if at is not None and \
             at.type != "_NL" else Span(path, tok.line, tok.column)
         return EvtSyntaxError(span, f"unexpected end of file: expected "
-                                    f"{_expected_words(expected)}", incomplete=True)
+                                    f"{expected_words(expected)}", incomplete=True)
     keyword = _misspelt_statement(tok, e.last, text)
     if keyword is not None and e.last is not None:
         # `strat echo`: a name, then something no expression continues with; the name is
@@ -168,7 +168,7 @@ def _syntax_error(e: _ParseError, text: str, path: str, first_line: int = 1) -> 
         return EvtSyntaxError(Span(path, e.last.line, e.last.column),
                               f"unknown statement '{e.last.value}'; did you mean '{keyword}'?")
     span = Span(path, tok.line, tok.column)
-    message = f"expected {_expected_words(expected)}, found {_found(tok)}"
+    message = f"expected {expected_words(expected)}, found {found_words(tok)}"
     line = _line_at(text, tok.pos)
     hint = _unclosed_hint(tok, stack, line) or _target_hint(tok, line) \
         or _hint(tok, expected, stack, _starts_statement(text, tok.pos))
@@ -248,9 +248,9 @@ def _hint(tok: Tok, expected: set[str], stack: list[Tok], first: bool) -> str:
     value = str(tok.value)
     if t == "ASSIGN" and ("EQ" in expected or "LBRACE" in expected):
         return "to compare, write '=='"
-    if t in _CLOSERS and not stack:
+    if t in CLOSERS and not stack:
         return f"this '{value}' has no matching opening bracket"
-    if t in _CLOSERS and stack and _PAIRS[stack[-1].value] != value:
+    if t in CLOSERS and stack and _PAIRS[stack[-1].value] != value:
         opener = stack[-1]
         return f"the '{opener.value}' at {opener.line}:{opener.column} is still open"
     if t == "ELSE" and "ELSE" not in expected:

@@ -13,6 +13,9 @@ Rules of this module:
   and map literals, and joins an `else` on the next line to the `}` before it.
 - Nothing of Lark leaves this module: errors become EvtSyntaxError with the offending token's
   position and what was expected, in words.
+- Reentrant: the tables are shared and never change once built (a lock makes the first
+  build happen once); what a parse changes lives in a per-thread _Context (its own ToAst, and
+  the rule callbacks rebound to it), and each parse saves and restores the state it sets.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
+from copy import copy
 from pathlib import Path
+from types import MethodType
 from typing import Any
 
 from lark import Lark
@@ -34,17 +40,16 @@ from lang.ast import Span
 from lang.errors import SOURCES, EvtSyntaxError
 from lang.limits import MAX_NESTING
 from lang.syntax.messages import (
-    _CLOSERS,
-    _bad_char,
-    _expected_words,
-    _found,
-    _ParseError,
-    _syntax_error,
+    CLOSERS,
+    ParseError,
+    bad_char,
+    expected_words,
+    found_words,
+    syntax_error,
 )
 from lang.syntax.transform import AtToken, ToAst, Tok, unclosed_interp
 
 _GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
-_TRANSFORMER = ToAst()
 
 
 def _cache_path(grammar: str) -> str | None:
@@ -65,12 +70,14 @@ def _cache_path(grammar: str) -> str | None:
 
 class _Tables:
     """Lark's LALR tables, recoded: per state a dict terminal -> int (>= 0: shift to that
-    state; < 0: reduce by rule ~n), and per rule (size, callback, goto by state)."""
+    state; < 0: reduce by rule ~n), and per rule (size, callback, goto by state). The
+    callbacks are bound to `template`; a _Context rebinds them to a transformer of its own."""
 
     def __init__(self) -> None:
         grammar = _GRAMMAR_PATH.read_text(encoding="utf-8")
         cache = _cache_path(grammar)
-        lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=_TRANSFORMER,
+        self.template = ToAst()
+        lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=self.template,
                     start=["start", "repl", "expr"], cache=cache if cache else False,
                     maybe_placeholders=False)
         parser = lark.parser.parser.parser
@@ -138,13 +145,66 @@ def _passes_through(rule: Any, callback: Any) -> bool:
 
 
 _TABLES: _Tables | None = None
+_TABLES_LOCK = threading.Lock()
 
 
 def _tables() -> _Tables:
     global _TABLES
-    if _TABLES is None:
-        _TABLES = _Tables()
-    return _TABLES
+    tb = _TABLES
+    if tb is None:
+        with _TABLES_LOCK:  # two first parses at once: one builds, the other waits for it
+            tb = _TABLES
+            if tb is None:
+                tb = _TABLES = _Tables()
+    return tb
+
+
+class _Context:
+    """What one thread parses with: a transformer of its own (whose file and ${ } offsets a
+    parse sets) and the rule callbacks bound to it. Built once per thread, in microseconds."""
+
+    def __init__(self, tb: _Tables) -> None:
+        self.tables = tb
+        self.transformer = ToAst()
+        self.transformer.sub_parse = self.sub_parse
+        self.rules = [(size, _rebind(cb, tb.template, self.transformer), goto)
+                      for size, cb, goto in tb.rules]
+
+    def sub_parse(self, source: str, line: int, col: int) -> A.Expr:
+        """An expression inside '${ }' of a string at (line, col)."""
+        try:
+            return _run(self, source, "expr")
+        except ParseError as e:
+            tok = e.token
+            offset = e.pos if tok is None else (len(source) if tok.type == "$END" else tok.pos)
+            span = Span(self.transformer.file, line, col + offset)
+            if tok is None:
+                raise EvtSyntaxError(span, "in '${...}': " + bad_char(source, e.pos)) from None
+            found = "'}'" if tok.type == "$END" else found_words(tok)
+            raise EvtSyntaxError(span, f"in '${{...}}': expected {expected_words(e.expected)}, "
+                                       f"found {found}") from None
+
+
+def _rebind(callback: Any, old: ToAst, new: ToAst) -> Any:
+    """`callback` (a bound method of `old`, or Lark's wrapper of one) calling `new` instead."""
+    if isinstance(callback, MethodType):
+        return MethodType(callback.__func__, new) if callback.__self__ is old else callback
+    inner = getattr(callback, "node_builder", None)
+    if inner is None:
+        return callback  # None (a pass-through), or Lark's tree builder for a rule ToAst lacks
+    wrapper = copy(callback)
+    wrapper.node_builder = _rebind(inner, old, new)
+    return wrapper
+
+
+_LOCAL = threading.local()
+
+
+def _context() -> _Context:
+    ctx: _Context | None = getattr(_LOCAL, "context", None)
+    if ctx is None:
+        ctx = _LOCAL.context = _Context(_tables())
+    return ctx
 
 
 # ---------------------------------------------------------------- lexer + loop
@@ -175,11 +235,11 @@ _CONTINUES = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE
 
 
 
-def _run(text: str, start: str, line_base: int = 1) -> Any:
+def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
     """Lex and parse `text` from the start symbol `start`; return the callback's result."""
-    tb = _tables()
+    tb = ctx.tables
     actions = tb.actions
-    rules = tb.rules
+    rules = ctx.rules
     keywords = tb.keywords
     punct = tb.punct
     end_state = tb.end_states[start]
@@ -201,7 +261,7 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
         if m is None:
             rest = text[pos:]
             pos += len(rest) - len(rest.lstrip(" \t\f"))
-            raise _ParseError(None, set(acts), brackets, pos, last_tok)
+            raise ParseError(None, set(acts), brackets, pos, last_tok)
         kind = m.lastgroup
         if kind == "EOF":
             tok = Tok("$END", "", line, n - line_start + 1, n, n)
@@ -230,8 +290,8 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                     semi_line = tok_line + value.count("\n", 0, at)
                     semi_col = at - before if before >= 0 else col + at
                     tok = Tok("SEMI", ";", semi_line, semi_col, semi, semi + 1)
-                    raise _ParseError(tok, _really_expected(tb, state_stack, end_state),
-                                      brackets, semi, last_tok)
+                    raise ParseError(tok, _really_expected(tb, state_stack, end_state),
+                                     brackets, semi, last_tok)
                 if "ELSE" in acts:
                     m2 = _ELSE_AHEAD.match(text, end)
                     if m2 is not None:
@@ -292,12 +352,12 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
         while True:
             act = acts.get(ttype)
             if act is None:
-                raise _ParseError(tok, _really_expected(tb, state_stack, end_state), brackets,
-                                  tok.pos, last_tok)
+                raise ParseError(tok, _really_expected(tb, state_stack, end_state), brackets,
+                                 tok.pos, last_tok)
             if act >= 0:
                 if ttype == "$END":
-                    raise _ParseError(tok, _really_expected(tb, state_stack, end_state),
-                                      brackets, tok.pos, last_tok)
+                    raise ParseError(tok, _really_expected(tb, state_stack, end_state),
+                                     brackets, tok.pos, last_tok)
                 state_stack.append(act)
                 value_stack.append(tok)
                 acts = actions[act]
@@ -308,7 +368,7 @@ def _run(text: str, start: str, line_base: int = 1) -> Any:
                     if len(brackets) > MAX_NESTING:
                         raise AtToken(tok, f"nested too deeply: more than {MAX_NESTING} open "
                                            "brackets and blocks")
-                elif ttype in _CLOSERS:
+                elif ttype in CLOSERS:
                     brackets.pop()
                 break
             size, callback, goto = rules[~act]
@@ -376,24 +436,6 @@ def _really_expected(tb: _Tables, stack: list[Any], end_state: Any) -> set[str]:
     return {t for t in tb.actions[stack[-1]] if _shifts(tb, stack, t, end_state)}
 
 
-def _sub_parse(source: str, line: int, col: int) -> A.Expr:
-    """An expression inside '${ }' of a string at (line, col)."""
-    try:
-        return _run(source, "expr")
-    except _ParseError as e:
-        tok = e.token
-        offset = e.pos if tok is None else (len(source) if tok.type == "$END" else tok.pos)
-        span = Span(_TRANSFORMER.file, line, col + offset)
-        if tok is None:
-            raise EvtSyntaxError(span, "in '${...}': " + _bad_char(source, e.pos)) from None
-        found = "'}'" if tok.type == "$END" else _found(tok)
-        raise EvtSyntaxError(
-            span, f"in '${{...}}': expected {_expected_words(e.expected)}, found {found}") from None
-
-
-_TRANSFORMER.sub_parse = _sub_parse
-
-
 def _prepare(text: str) -> str:
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -422,22 +464,37 @@ def parse_expr(text: str, path: str = "<string>") -> A.Expr:
     return _parse(_prepare(text), path, "expr")
 
 
+_GC_LOCK = threading.Lock()
+_GC_HELD = 0  # parses running that turned the cyclic collector off
+_GC_WAS_ON = False
+
+
 def _parse(text: str, path: str, start: str, first_line: int = 1) -> Any:
-    _tables()
-    _TRANSFORMER.file = path
-    _TRANSFORMER.line_base = _TRANSFORMER.col_base = 0
+    global _GC_HELD, _GC_WAS_ON
+    ctx = _context()
+    tr = ctx.transformer
+    saved = (tr.file, tr.line_base, tr.col_base)  # a parse nested in another, on one thread
+    tr.file = path
+    tr.line_base = tr.col_base = 0
     # A parse allocates many objects and makes no cycles: the cyclic collector would only
-    # cost time (about 12% of a large parse).
-    collecting = gc.isenabled()
-    gc.disable()
+    # cost time (about 12% of a large parse). It is the process's: it stays off while any
+    # thread parses and comes back on (if it was on) when the last one ends.
+    with _GC_LOCK:
+        if _GC_HELD == 0:
+            _GC_WAS_ON = gc.isenabled()
+            gc.disable()
+        _GC_HELD += 1
     try:
-        return _run(text, start, first_line)
-    except _ParseError as e:
-        raise _syntax_error(e, text, path, first_line) from None
+        return _run(ctx, text, start, first_line)
+    except ParseError as e:
+        raise syntax_error(e, text, path, first_line) from None
     except AtToken as e:
         raise EvtSyntaxError(Span(path, e.tok.line, e.tok.column + e.offset), e.message) from None
     finally:
-        if collecting:
-            gc.enable()
+        tr.file, tr.line_base, tr.col_base = saved
+        with _GC_LOCK:
+            _GC_HELD -= 1
+            if _GC_HELD == 0 and _GC_WAS_ON:
+                gc.enable()
 
 

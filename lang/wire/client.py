@@ -93,7 +93,7 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
                 return await _client_handshake(stream, opts, host, port, secure, target, **hooks)
             except BaseException:
                 with anyio.CancelScope(shield=True):
-                    await _quiet_close(stream)
+                    await quiet_close(stream)
                 raise
     except TimeoutError:
         raise TransportError(f"connect timed out after {_seconds(opts.connect_timeout)}"
@@ -187,7 +187,7 @@ def _os_error(e: OSError) -> str:
     return cause.strerror or str(cause) or type(cause).__name__
 
 
-async def _quiet_close(stream: anyio.abc.ByteStream) -> None:
+async def quiet_close(stream: anyio.abc.ByteStream) -> None:
     with anyio.move_on_after(1):
         try:
             await stream.aclose()

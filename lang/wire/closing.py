@@ -19,9 +19,9 @@ from lang.wire.frames import (
     FAILED_READ_LIMIT,
     READ_SIZE,
     Closed,
-    _discard,
-    _violation_words,
     close_text,
+    discard,
+    violation_words,
 )
 
 
@@ -60,7 +60,7 @@ class Closing:
             await self._end_tcp()
         else:  # wsproto found a protocol violation in what the peer sent
             code = int(ev.code) if ev.code in (1002, 1007, 1009) else 1002
-            reason = _violation_words(code, ev.reason or CLOSE_NAMES[code])
+            reason = violation_words(code, ev.reason or CLOSE_NAMES[code])
             if reason == "error in extension":  # wsproto's words for BoundedDeflate's refusal
                 reason = (f"message over {self.limits.max_message} bytes" if code == 1009
                           else "bad compressed data")
@@ -169,7 +169,7 @@ class Closing:
                     await self._wait_done()
         else:  # nobody reads (the program is ending): read for the answer ourselves
             with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0)):
-                await self.run(_discard)
+                await self.run(discard)
         if self.closed is None:
             await self._finish(clean=False)
         assert self.closed is not None

@@ -166,7 +166,7 @@ def close_text(code: int, reason: str) -> str:
     return f"{out} {reason!r}" if reason else out
 
 
-async def _discard(message: Any) -> None:
+async def discard(message: Any) -> None:
     return None
 
 
@@ -176,7 +176,7 @@ def _message(data: str | bytes) -> Any:
     return BytesMessage(data=data)
 
 
-def _violation_words(code: int, reason: str) -> str:
+def violation_words(code: int, reason: str) -> str:
     """wsproto's words for what the peer did wrong, in evt's where they are Python's."""
     if code == 1007:
         where = re.search(r"in position (\d+)", reason)

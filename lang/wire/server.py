@@ -20,7 +20,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from lang.wire.client import _quiet_close
+from lang.wire.client import quiet_close
 from lang.wire.connection import Peer, WebSocket
 from lang.wire.frames import (
     _STREAM_ERRORS,
@@ -199,7 +199,7 @@ async def _drain_and_close(stream: anyio.abc.ByteStream) -> None:
         # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
         except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
             pass
-    await _quiet_close(stream)
+    await quiet_close(stream)
 
 
 def listen_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
