@@ -231,6 +231,16 @@ class Wait(Stmt):
 
 
 @_node
+class WaitUntil(Stmt):
+    """`wait until COND [within D] [else { }]` (SPEC §18)."""
+
+    cond: Expr
+    within: Expr | None
+    orelse: Block | None
+    span: Span = _sp()
+
+
+@_node
 class Start(Stmt):
     target: Expr
     span: Span = _sp()

@@ -29,6 +29,7 @@ def load() -> dict[str, Builtin]:
             strings,
             system,
             timefns,
+            urls,
             websocket,
         )
     return REGISTRY

@@ -1,5 +1,5 @@
 """The lists-and-maps family: push pop insert remove keys values items range sorted reversed
-get has."""
+get has copy."""
 
 from __future__ import annotations
 
@@ -170,3 +170,32 @@ def get(container: Any, key: Any, default: Any = None) -> Any:
 def has(container: Any, key: Any) -> bool:
     """Whether a map has the key, or a list or string has the index."""
     return _lookup("has", container, key)[0]
+
+
+@builtin("lists")
+def copy(v: Any) -> Any:
+    """A deep copy of a list or map (the lists and maps inside copied too); else the value."""
+    t = type(v)
+    if t is not list and t is not dict:
+        return v
+    # without recursion, so that a value nested a million deep copies too; `memo` keeps a
+    # list or map that is shared (or inside itself) shared in the copy, as Python's deepcopy
+    root: Any = [] if t is list else {}
+    memo = {id(v): root}
+    stack = [(v, root)]
+    while stack:
+        src, dst = stack.pop()
+        pairs = enumerate(src) if type(src) is list else src.items()
+        for k, x in pairs:
+            tx = type(x)
+            if tx is list or tx is dict:
+                c = memo.get(id(x))
+                if c is None:
+                    c = memo[id(x)] = [] if tx is list else {}
+                    stack.append((x, c))
+                x = c
+            if type(dst) is list:
+                dst.append(x)
+            else:
+                dst[k] = x
+    return root

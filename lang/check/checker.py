@@ -364,6 +364,13 @@ class Checker:
     def _s_Wait(self, s: A.Wait, body: _Body) -> None:
         self._expr(s.duration, body)
 
+    def _s_WaitUntil(self, s: A.WaitUntil, body: _Body) -> None:
+        self._expr(s.cond, body)
+        if s.within is not None:
+            self._expr(s.within, body)
+        if s.orelse is not None:
+            self._block(s.orelse, body)
+
     def _s_Timer(self, s: A.Timer, body: _Body) -> None:
         self._nested_timer(s, body)
 

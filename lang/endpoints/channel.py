@@ -312,6 +312,8 @@ class Channel:
             await rt.run_handler(h, value, peer, since=since)
 
     def post_event(self, kind: str, value: Any) -> None:
+        if self.rt.until_event is not None:
+            self.rt.event_passed()  # opened or closed: `wait until connected(...)` looks
         ep = self.endpoint
         key = ("ws", kind, ep.name)
         if not self.rt.has_handlers(key):

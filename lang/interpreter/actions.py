@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
+
 from lang import ast as A
 from lang.errors import EvtRuntimeError
 from lang.interpreter.events import (
@@ -152,3 +154,35 @@ class Actions:
                      ) -> tuple[bool, Any]:
         fn = self._need(target, "evt_expect", "expect", "a connection or a peer", span)
         return await fn(inv, mode, matches, seconds, span)
+
+    # -- `wait until` (SPEC §18): the condition is judged again after every event
+
+    def event_passed(self) -> None:
+        """Something happened (a handler or timer block ran, a connection or peer opened or
+        closed): every `wait until` judges its condition again."""
+        ev = self.until_event
+        if ev is not None:
+            self.until_event = None
+            ev.set()
+
+    def _next_event(self) -> anyio.Event:
+        ev = self.until_event
+        if ev is None:
+            ev = self.until_event = anyio.Event()
+        return ev
+
+    async def wait_until(self, holds: Callable[[], Awaitable[bool]], seconds: float) -> bool:
+        """Wait until `holds()` is true, judged now and after each event, for at most
+        `seconds`: whether it came true. (The event to wait for is taken before each
+        judgement, so one that happens while a condition that waits is judged is not
+        missed.)"""
+        ev = self._next_event()
+        if await holds():
+            return True
+        with anyio.move_on_after(seconds):
+            while True:
+                await ev.wait()
+                ev = self._next_event()
+                if await holds():
+                    return True
+        return False

@@ -198,7 +198,7 @@ class Declarations:
         h.uses_expect = self.uses_expect(d.body, scene_name)
         table = scene.handlers if scene is not None else self.handlers
         table.setdefault(key, []).append(h)
-        if key == ("input",):
+        if key == ("input",) or key == ("input end",):
             self.wants_input = True
         return h
 

@@ -88,6 +88,7 @@ class Runtime(Declarations, Actions):
         self.wants_input = False
         self.message_seq = 0
         self.expect_active = 0  # running invocations that may `expect`: channels keep a log
+        self.until_event: anyio.Event | None = None  # set at the next event: `wait until`
         self.fn_decls: dict[Any, A.Func] = {}
         self.blocking_funcs: set[Any] = set()
         self.expect_funcs: set[Any] = set()
@@ -203,6 +204,8 @@ class Runtime(Declarations, Actions):
                 fn(fr)
         except Exception as e:
             self.failure(e, what, span)
+        if self.until_event is not None:
+            self.event_passed()
         if io_.owes():  # it printed into a full buffer: it waits for room, nothing else
             await io_.settle()
 
@@ -253,6 +256,8 @@ class Runtime(Declarations, Actions):
         finally:
             if uses_expect:
                 self.expect_active -= 1
+        if self.until_event is not None:
+            self.event_passed()
 
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0,
                        since: int | None = None) -> None:
@@ -483,6 +488,7 @@ class Runtime(Declarations, Actions):
                             raw = raw[:-1]
                         line = raw.decode(encoding, "replace")
                         await self.dispatch(("input",), line)
+            await self.dispatch(("input end",))  # every line handled (SPEC §18)
         finally:
             self.release()
 

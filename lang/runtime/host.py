@@ -81,6 +81,9 @@ class CompilerHost(Protocol):
 
     def uses_expect(self, body: A.Block, scene: str | None) -> bool: ...
 
+    async def wait_until(self, holds: Callable[[], Awaitable[bool]], seconds: float
+                         ) -> bool: ...
+
     def write(self, text: str) -> None: ...
 
 
@@ -96,10 +99,13 @@ class EndpointHost(Protocol):
     shutting_down: bool
     stopping: bool
     trace: bool
+    until_event: Any
     verbose: bool
 
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0,
                        since: int | None = None) -> None: ...
+
+    def event_passed(self) -> None: ...
 
     def has_handlers(self, key: tuple) -> bool: ...
 

@@ -325,6 +325,8 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                 elif ttype in _MODES and "NAME" in acts and _ENDS_HERE.match(text, end):
                     ttype = "NAME"  # `send c text`: a mode word that ends the statement is
                     # the value sent, a variable
+                elif ttype == "UNTIL" and _ENDS_HERE.match(text, end):
+                    ttype = "NAME"  # `wait until` alone waits for a variable named until
                 tok = Tok(ttype, value, line, col, pos, end)
                 pos = end
             elif kind == "OP":

@@ -19,6 +19,7 @@ from lark import Transformer
 from lang import ast as A
 from lang.ast import Span
 from lang.limits import MAX_INT_DIGITS
+from lang.syntax.smaller import SmallerAdditions
 
 # ---------------------------------------------------------------- literals
 
@@ -217,7 +218,7 @@ def _t(tok: Any) -> str:
     return tok.type if isinstance(tok, Tok) else ""
 
 
-class ToAst(Transformer):
+class ToAst(SmallerAdditions, Transformer):
     """Shapes Lark's rule callbacks into lang.ast nodes; judges nothing."""
 
     def __init__(self) -> None:

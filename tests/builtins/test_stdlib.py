@@ -26,6 +26,7 @@ import stdlib.mathfns
 import stdlib.strings
 import stdlib.system
 import stdlib.timefns
+import stdlib.urls
 from lang.errors import EvtRuntimeError
 
 R = stdlib.REGISTRY
@@ -59,7 +60,7 @@ ARITY: dict[str, tuple[int, int | None]] = {
     # lists and maps
     "push": (2, 2), "pop": (1, 2), "insert": (3, 3), "remove": (2, 2), "keys": (1, 1),
     "values": (1, 1), "items": (1, 1), "range": (1, 3), "sorted": (1, 1), "reversed": (1, 1),
-    "get": (2, 3), "has": (2, 2),
+    "get": (2, 3), "has": (2, 2), "copy": (1, 1),
     # math
     "abs": (1, 1), "min": (1, None), "max": (1, None), "round": (1, 2), "floor": (1, 1),
     "ceil": (1, 1), "sqrt": (1, 1), "pow": (2, 2), "clamp": (3, 3), "random": (0, 0),
@@ -68,6 +69,8 @@ ARITY: dict[str, tuple[int, int | None]] = {
     "now": (0, 0), "monotonic": (0, 0), "iso_time": (0, 1),
     # system
     "env": (1, 2),
+    # url
+    "url_encode": (1, 1), "url_decode": (1, 1), "query_string": (1, 1), "parse_url": (1, 1),
 }
 
 FAMILIES = {
@@ -77,11 +80,12 @@ FAMILIES = {
                    "base64", "unbase64"},
     "json": {"json_parse", "json_stringify"},
     "lists": {"push", "pop", "insert", "remove", "keys", "values", "items", "range", "sorted",
-              "reversed", "get", "has"},
+              "reversed", "get", "has", "copy"},
     "math": {"abs", "min", "max", "round", "floor", "ceil", "sqrt", "pow", "clamp", "random",
              "random_int"},
     "time": {"now", "monotonic", "iso_time"},
     "system": {"env"},
+    "url": {"url_encode", "url_decode", "query_string", "parse_url"},
 }
 
 

@@ -58,3 +58,33 @@ def test_the_server_examples_serve_the_client_examples(tmp_path: Path) -> None:
     finally:
         server.terminate()
         assert server.wait(timeout=60) == 143
+
+
+@pytest.mark.anyio
+async def test_pipe_sends_each_input_line_and_leaves_after_the_replies() -> None:
+    """`printf 'a\\nb\\n' | evt run pipe.evt` against a `websockets` echo server (SPEC §18):
+    both lines are sent once the connection is open, both replies printed, exit 0."""
+    import sys
+
+    import anyio
+    from helpers import ENV_FOR_CLI
+    from websockets.asyncio.server import ServerConnection, serve
+
+    seen: list[str | bytes] = []
+
+    async def echo(ws: ServerConnection) -> None:
+        async for msg in ws:
+            seen.append(msg)
+            await ws.send(msg)
+
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        with anyio.fail_after(60):
+            done = await anyio.run_process(
+                [sys.executable, "-m", "lang", "run", "--set", f"url=ws://127.0.0.1:{port}/",
+                 str(EXAMPLES / "pipe.evt")], input=b"a\nb\n", check=False, env=ENV_FOR_CLI)
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert done.stdout.decode().splitlines() == ["a", "b"]
+    assert seen == ["a", "b"]  # each line sent once, as text
+    assert err == ""
