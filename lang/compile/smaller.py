@@ -7,7 +7,7 @@ from typing import Any
 
 from lang import ast as A
 from lang import ops
-from lang.compile.support import Compiled, _ev, _short
+from lang.compile.support import Compiled, evaluate, short_seconds
 from lang.errors import EvtRuntimeError
 from lang.values import to_str
 
@@ -26,15 +26,15 @@ class SmallerStatements:
         rt, span = self.rt, s.span
 
         async def wait_until(fr: list) -> Any:
-            seconds = ops.duration(await _ev(within, wa, fr), "wait until ... within", span)
+            seconds = ops.duration(await evaluate(within, wa, fr), "wait until ... within", span)
 
             async def holds() -> bool:
-                return bool(await _ev(cond, ca, fr))
+                return bool(await evaluate(cond, ca, fr))
 
             if await rt.wait_until(holds, seconds):
                 return None
             if orelse is None:
-                raise EvtRuntimeError(f"wait until timed out after {to_str(_short(seconds))}s "
+                raise EvtRuntimeError(f"wait until timed out after {to_str(short_seconds(seconds))}s "
                                       "(the condition was still false)", span)
-            return await _ev(orelse[0], orelse[1], fr)
+            return await evaluate(orelse[0], orelse[1], fr)
         return wait_until, True

@@ -62,10 +62,10 @@ class Scope:
 
 
 def msg_timeout(rt: CompilerHost, target: Any, seconds: float) -> str:
-    return f"expect on {rt.describe(target)} timed out after {to_str(_short(seconds))}s"
+    return f"expect on {rt.describe(target)} timed out after {to_str(short_seconds(seconds))}s"
 
 
-def _short(seconds: float) -> float | int:
+def short_seconds(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else round(seconds, 3)
 
 
