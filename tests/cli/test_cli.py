@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_cli, write
+from helpers import ROOT, default_signals, run_cli, write
 
 HELLO = """
 on project start { print "hello" }
@@ -21,7 +21,8 @@ def popen(args: list[str], **kw) -> subprocess.Popen:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen([sys.executable, "-m", "lang", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_signals, **kw)
 
 
 def no_traceback(err: str) -> None:
@@ -484,7 +485,8 @@ def test_ctrl_c_while_a_big_file_is_checked_exits_130_without_a_traceback(tmp_pa
     path = tmp_path / "big.evt"
     path.write_text("on project start {\n" + "    print 1 + 2 * 3\n" * 600_000 + "}\n")
     proc = subprocess.Popen([sys.executable, "-m", "lang", "check", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV_FOR_CLI)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV_FOR_CLI,
+                            preexec_fn=default_signals)
     try:
         # wait until it is parsing: a second of CPU (start-up takes a fifth of that; the parse
         # of 600,000 lines takes a minute), with a hard limit

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -63,6 +64,15 @@ async def run_evt(source: str, *, tmp_path: Path | None = None, name: str = "tes
 # the environment for `python -m lang` in a subprocess: this checkout's packages first
 ENV_FOR_CLI = dict(os.environ)
 ENV_FOR_CLI["PYTHONPATH"] = str(ROOT) + os.pathsep + ENV_FOR_CLI.get("PYTHONPATH", "")
+
+
+def default_signals() -> None:
+    """A `preexec_fn` for a child that must take signals as from a terminal: SIGINT and
+    SIGHUP at their defaults even when the runner itself was started with them ignored
+    (under `nohup`, or as a background job of a non-interactive shell), which the child
+    would otherwise inherit, and evt rightly keeps."""
+    for name in ("SIGINT", "SIGHUP"):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
 def run_cli(args: list[str], *, input: str | None = None, timeout: float = 60,

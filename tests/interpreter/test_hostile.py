@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ENV_FOR_CLI, ROOT, Result, free_port, run_cli, write
+from helpers import ENV_FOR_CLI, ROOT, Result, default_signals, free_port, run_cli, write
 
 T = 120  # seconds: the hard limit on one script run. Most end in well under a second, but on
 #   a machine shared with other work json_stringify(x, true) of a 100000-deep list took 42 s
@@ -695,7 +695,7 @@ class Running:
         self.proc = subprocess.Popen([sys.executable, "-m", "lang", "run", str(path)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=ENV_FOR_CLI,
-                                     cwd=tmp_path)
+                                     cwd=tmp_path, preexec_fn=default_signals)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.out: list[str] = []
         self.err = ""

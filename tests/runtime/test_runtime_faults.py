@@ -18,7 +18,7 @@ from typing import IO
 
 import anyio
 import pytest
-from helpers import ENV_FOR_CLI, write
+from helpers import ENV_FOR_CLI, default_signals, write
 from websockets.asyncio.client import connect
 
 WAIT = 60  # seconds: a hard bound on any one wait, far above what a busy machine needs
@@ -27,6 +27,7 @@ WAIT = 60  # seconds: a hard bound on any one wait, far above what a busy machin
 def popen(args: list[str], **kw: object) -> subprocess.Popen:
     kw.setdefault("stdout", subprocess.PIPE)
     kw.setdefault("stderr", subprocess.PIPE)
+    kw.setdefault("preexec_fn", default_signals)
     return subprocess.Popen([sys.executable, "-m", "lang", *args], env=ENV_FOR_CLI,
                             **kw)  # type: ignore[call-overload]
 

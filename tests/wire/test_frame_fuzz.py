@@ -48,7 +48,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
-from helpers import ENV_FOR_CLI, ROOT, mask
+from helpers import ENV_FOR_CLI, ROOT, default_signals, mask
 
 from lang.wire.connection import WebSocket
 from lang.wire.frames import Limits
@@ -639,7 +639,7 @@ class Server:
             [sys.executable, "-m", "lang", "run", "--set", "listen=127.0.0.1:0",
              str(ROOT / "examples" / "echo_server.evt")],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=ENV_FOR_CLI, cwd=ROOT)
+            env=ENV_FOR_CLI, cwd=ROOT, preexec_fn=default_signals)
         self.lines: list[str] = []
         self.port: int | None = None
         self._listening = threading.Event()
