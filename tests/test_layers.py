@@ -191,23 +191,6 @@ def test_wire_imports_nothing_of_evt() -> None:
         m: [] for m in wire}
 
 
-# Underscore names still imported across modules: lang/wire/connection.py (being edited
-# elsewhere) uses them. lang/wire: pending -- rename them in lang/wire/frames.py and its users
-# once connection.py is free, and drop them from here.
-PENDING_PRIVATE_IMPORTS = {
-    ("lang.wire.client", "lang.wire.frames._STREAM_ERRORS"),
-    ("lang.wire.client", "lang.wire.frames._seconds"),
-    ("lang.wire.closing", "lang.wire.frames._OPEN"),
-    ("lang.wire.closing", "lang.wire.frames._STREAM_ERRORS"),
-    ("lang.wire.connection", "lang.wire.frames._OPEN"),
-    ("lang.wire.connection", "lang.wire.frames._STREAM_ERRORS"),
-    ("lang.wire.connection", "lang.wire.frames._message"),
-    ("lang.wire.connection", "lang.wire.frames._seconds"),
-    ("lang.wire.server", "lang.wire.frames._STREAM_ERRORS"),
-    ("lang.wire.server", "lang.wire.frames._seconds"),
-}
-
-
 def _private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
@@ -259,9 +242,7 @@ def test_no_module_imports_another_modules_underscore_names() -> None:
     mods = modules()
     known = set(mods)
     found = {(m, name) for m, p in mods.items() for name in private_imports(m, p, known)}
-    assert sorted(found - PENDING_PRIVATE_IMPORTS) == []
-    stale = sorted(PENDING_PRIVATE_IMPORTS - found)
-    assert stale == [], "no longer imported: remove from PENDING_PRIVATE_IMPORTS"
+    assert sorted(found) == []
 
 
 def test_no_module_is_too_long() -> None:

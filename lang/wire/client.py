@@ -24,12 +24,12 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from lang.wire.connection import Peer, WebSocket, address_text
 from lang.wire.frames import (
-    _STREAM_ERRORS,
     READ_SIZE,
+    STREAM_ERRORS,
     BoundedDeflate,
     Limits,
     TransportError,
-    _seconds,
+    seconds_text,
 )
 
 # ---------------------------------------------------------------- client role
@@ -96,7 +96,7 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
                     await quiet_close(stream)
                 raise
     except TimeoutError:
-        raise TransportError(f"connect timed out after {_seconds(opts.connect_timeout)}"
+        raise TransportError(f"connect timed out after {seconds_text(opts.connect_timeout)}"
                              ) from None
 
 
@@ -118,14 +118,14 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
         raise TransportError(f"cannot make the handshake request: {e}") from None
     try:
         await stream.send(data)
-    except _STREAM_ERRORS as e:
+    except STREAM_ERRORS as e:
         raise TransportError(f"connection lost during the handshake ({e})") from None
     status: int | None = None
     body = b""
     while True:
         try:
             data = await stream.receive(READ_SIZE)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             if status is not None:
                 break
             hint = "" if secure else "; is it a wss:// server?"
@@ -191,5 +191,5 @@ async def quiet_close(stream: anyio.abc.ByteStream) -> None:
     with anyio.move_on_after(1):
         try:
             await stream.aclose()
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             pass

@@ -13,11 +13,11 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from lang.wire.frames import (
-    _OPEN,
-    _STREAM_ERRORS,
     CLOSE_NAMES,
     FAILED_READ_LIMIT,
+    OPEN_STATE,
     READ_SIZE,
+    STREAM_ERRORS,
     Closed,
     close_text,
     discard,
@@ -115,14 +115,14 @@ class Closing:
                 while left > 0:
                     left -= len(await self.stream.receive(READ_SIZE))
             # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
-            except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
+            except (*STREAM_ERRORS, NotImplementedError, RuntimeError):
                 pass
 
     async def _drop(self) -> None:
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.limits.close_timeout):
             try:
                 await self.stream.aclose()
-            except _STREAM_ERRORS:
+            except STREAM_ERRORS:
                 pass
 
     # ------------------------------------------------------------ closing
@@ -146,7 +146,7 @@ class Closing:
             return self.closed
         if self._deadline is None:
             self._deadline = anyio.current_time() + self.limits.close_timeout
-        if self.conn.state is _OPEN:
+        if self.conn.state is OPEN_STATE:
             if self.on_frame is not None:
                 self.on_frame(">", "close", close_text(code, reason))
             try:

@@ -46,15 +46,15 @@ from lang.wire.closing import Closing
 from lang.wire.fastframe import FrameParser, wsproto_in_step
 from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import (
-    _OPEN,
-    _STREAM_ERRORS,
     BATCH_LIMIT,
     FAILED_READ_LIMIT,
+    OPEN_STATE,
     READ_SIZE,
+    STREAM_ERRORS,
     Closed,
     Limits,
-    _message,
-    _seconds,
+    message_event,
+    seconds_text,
 )
 
 
@@ -148,7 +148,7 @@ class WebSocket(Closing):
 
     @property
     def open(self) -> bool:
-        return self.closed is None and self.conn.state is _OPEN
+        return self.closed is None and self.conn.state is OPEN_STATE
 
     # ------------------------------------------------------------ sending
     #
@@ -162,7 +162,7 @@ class WebSocket(Closing):
         handler running inside this connection's reader) a small frame is only queued: the
         reader writes what the handlers of one read queued in one go, when it has processed
         that read."""
-        if self.closed is not None or self.conn.state is not _OPEN:
+        if self.closed is not None or self.conn.state is not OPEN_STATE:
             raise ConnectionError("not connected")
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
@@ -187,7 +187,7 @@ class WebSocket(Closing):
                 data = outbox.popleft()
                 self._out_bytes -= len(data)
                 await self.stream.send(data)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             self._outbox = None
             self._out_bytes = 0
             self._broken = True
@@ -202,13 +202,13 @@ class WebSocket(Closing):
     def enqueue(self, data: str | bytes) -> bool:
         """Queue a message without waiting (broadcast). False when more than out_limit bytes
         already wait for this peer: it cannot keep up."""
-        if self.closed is not None or self.conn.state is not _OPEN:
+        if self.closed is not None or self.conn.state is not OPEN_STATE:
             return True
         if self._out_bytes > self.out_limit:
             return False
         if self.on_frame is not None:
             self.on_frame(">", "text" if type(data) is str else "binary", data)
-        frame = plain_frame(data, self.client) if self.plain else self.conn.send(_message(data))
+        frame = plain_frame(data, self.client) if self.plain else self.conn.send(message_event(data))
         self._queue().append(frame)
         self._out_bytes += len(frame)
         if not self._flushing and self.spawn is not None:
@@ -255,7 +255,7 @@ class WebSocket(Closing):
                     data = outbox.popleft()
                 self._out_bytes -= len(data)
                 await self.stream.send(data)
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             outbox.clear()
             self._out_bytes = 0
             self._broken = True
@@ -281,7 +281,7 @@ class WebSocket(Closing):
             self.spawn(self._flush)
 
     async def ping(self, payload: bytes = b"") -> None:
-        if self.conn.state is _OPEN:
+        if self.conn.state is OPEN_STATE:
             await self._push(self.conn.send(Ping(payload=payload)))
 
     # ------------------------------------------------------------ receiving
@@ -303,7 +303,7 @@ class WebSocket(Closing):
                 if self._deadline is None and self._message_deadline is None:
                     try:  # the common case, without a frame of its own
                         data = await receive(READ_SIZE)
-                    except _STREAM_ERRORS:
+                    except STREAM_ERRORS:
                         data = None
                 else:
                     data = await self._receive()
@@ -320,7 +320,7 @@ class WebSocket(Closing):
                     break
                 if not data:  # the message being received is late
                     await self._fail_message(1008, "message not finished within "
-                                             f"{_seconds(self.limits.message_timeout)}")
+                                             f"{seconds_text(self.limits.message_timeout)}")
                     continue
                 await self._feed(data, on_message)
                 if self._outbox and not self._writing:
@@ -343,7 +343,7 @@ class WebSocket(Closing):
             with anyio.move_on_after(self._deadline - anyio.current_time()):
                 return await self.stream.receive(READ_SIZE)
             return None
-        except _STREAM_ERRORS:
+        except STREAM_ERRORS:
             return None
 
     async def _fail_message(self, code: int, reason: str) -> None:
@@ -384,7 +384,7 @@ class WebSocket(Closing):
             messages, raw = fast.take(data)
             data = b""
             for message in messages:
-                if conn.state is not _OPEN and (self._failed is not None
+                if conn.state is not OPEN_STATE and (self._failed is not None
                                                 or self.closed is not None):
                     continue  # we failed the connection: nothing more is processed
                 self.messages_in += 1
@@ -414,7 +414,7 @@ class WebSocket(Closing):
             t = type(ev)
             if t is TextMessage or t is BytesMessage:
                 chunk = ev.data
-                if conn.state is not _OPEN and (self._failed is not None
+                if conn.state is not OPEN_STATE and (self._failed is not None
                                                 or self.closed is not None):
                     continue  # we failed the connection: nothing more is processed (§7.1.7)
                 # after our close frame, what the peer sent before it saw it is still
@@ -454,7 +454,7 @@ class WebSocket(Closing):
                     self.on_frame("<", "text" if t is TextMessage else "binary", chunk)
                 await on_message(chunk)
             elif t is Ping:
-                if conn.state is _OPEN:
+                if conn.state is OPEN_STATE:
                     await self._push(conn.send(ev.response()))
             elif t is Pong:
                 if self._pong is not None:
@@ -466,7 +466,7 @@ class WebSocket(Closing):
                 if self.closed is not None:
                     return
         header = self._decoder.header if self._decoder is not None else None
-        if header is not None and self._failed is None and conn.state is _OPEN:
+        if header is not None and self._failed is None and conn.state is OPEN_STATE:
             await self._check_header(header)
 
     async def _check_header(self, header: Any) -> None:
@@ -508,7 +508,7 @@ class WebSocket(Closing):
         stopped reading blocks it). While the message callback holds the reader back (our
         own backpressure) the pong cannot be read: a round whose ping went out but during
         which reading paused does not count against the peer."""
-        if self.closed is not None or self.conn.state is not _OPEN:
+        if self.closed is not None or self.conn.state is not OPEN_STATE:
             return False
         pauses = self.pauses
         written = False
@@ -520,8 +520,8 @@ class WebSocket(Closing):
         self._pong = None
         if scope.cancelled_caught and self.closed is None:
             if written and (self.unpause is not None or self.pauses != pauses):
-                return self.conn.state is _OPEN  # our reading paused: try again later
-            await self.fail(1011, f"no pong within {_seconds(self.limits.ping_timeout)}")
+                return self.conn.state is OPEN_STATE  # our reading paused: try again later
+            await self.fail(1011, f"no pong within {seconds_text(self.limits.ping_timeout)}")
             return False
         return self.closed is None
 

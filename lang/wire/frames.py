@@ -27,13 +27,13 @@ from lang.wire.codes import CLOSE_NAMES
 
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144
-_OPEN = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
+OPEN_STATE = ConnectionState.OPEN  # a module constant: enum attribute lookups cost on hot paths
 # replies queued while one read is processed are written together, up to this many bytes
 BATCH_LIMIT = 65536
 # after we failed a connection, at most this many bytes are parsed looking for the peer's
 # close frame; then TCP is dropped (a peer flooding frames costs no more than that)
 FAILED_READ_LIMIT = 65536
-_STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
                   OSError, ssl.SSLError)
 
 
@@ -170,7 +170,7 @@ async def discard(message: Any) -> None:
     return None
 
 
-def _message(data: str | bytes) -> Any:
+def message_event(data: str | bytes) -> Any:
     if type(data) is str:
         return TextMessage(data=data)
     return BytesMessage(data=data)
@@ -188,5 +188,5 @@ def violation_words(code: int, reason: str) -> str:
     return reason
 
 
-def _seconds(x: float) -> str:
+def seconds_text(x: float) -> str:
     return f"{int(x)}s" if float(x).is_integer() else f"{x:g}s"

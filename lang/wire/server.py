@@ -23,12 +23,12 @@ from wsproto.utilities import RemoteProtocolError
 from lang.wire.client import quiet_close
 from lang.wire.connection import Peer, WebSocket
 from lang.wire.frames import (
-    _STREAM_ERRORS,
     READ_SIZE,
+    STREAM_ERRORS,
     BoundedDeflate,
     Limits,
     TransportError,
-    _seconds,
+    seconds_text,
 )
 from lang.wire.http_request import BadRequest, RequestHead
 from lang.wire.http_request import check as check_request
@@ -68,7 +68,7 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
             while True:
                 try:
                     data = await stream.receive(READ_SIZE)
-                except _STREAM_ERRORS:
+                except STREAM_ERRORS:
                     raise TransportError("the client left during the handshake") from None
                 got = _read_request(ws, head, data)
                 del data  # a refusal lingers a moment: it holds no read buffer
@@ -82,7 +82,7 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                 raise Rejected(status, why)
     except TimeoutError:
         raise TransportError(f"handshake not finished within "
-                             f"{_seconds(opts.handshake_timeout)}") from None
+                             f"{seconds_text(opts.handshake_timeout)}") from None
 
 
 def _read_request(ws: WSConnection, head: RequestHead, data: bytes
@@ -146,7 +146,7 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
         extensions = [BoundedDeflate(opts.limits.max_message)]
     try:
         await stream.send(ws.send(AcceptConnection(subprotocol=chosen, extensions=extensions)))
-    except _STREAM_ERRORS:
+    except STREAM_ERRORS:
         raise TransportError("the client left during the handshake") from None
     conn = ws.connection
     assert conn is not None
@@ -184,7 +184,7 @@ async def refuse(stream: anyio.abc.ByteStream, status: int, text: str,
         with anyio.move_on_after(2):
             try:
                 await stream.send(http_response(status, text, headers))
-            except _STREAM_ERRORS:
+            except STREAM_ERRORS:
                 pass
         await _drain_and_close(stream)
 
@@ -197,7 +197,7 @@ async def _drain_and_close(stream: anyio.abc.ByteStream) -> None:
             while budget > 0:
                 budget -= len(await stream.receive(65536))
         # TLS cannot half-close; uvloop raises RuntimeError on a reset transport
-        except (*_STREAM_ERRORS, NotImplementedError, RuntimeError):
+        except (*STREAM_ERRORS, NotImplementedError, RuntimeError):
             pass
     await quiet_close(stream)
 
