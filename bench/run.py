@@ -332,7 +332,7 @@ def bench_client(quick: bool, repeats: int) -> dict[str, Any]:
     ref = Server("websockets", [PY, str(BENCH / "websockets_server.py"), "{port}",
                                 "--loop", "uvloop"])
     ref.start()
-    evt_r, plain_r = [], []
+    evt_r, plain_r, ws_r = [], [], []
     try:
         url = f"ws://127.0.0.1:{ref.port}/"
         for _ in range(repeats):
@@ -344,10 +344,15 @@ def bench_client(quick: bool, repeats: int) -> dict[str, Any]:
                                   "uvloop"], env=ENV, capture_output=True, text=True,
                                  timeout=300)
             plain_r.append(json.loads(res.stdout.strip().splitlines()[-1])["rtt_per_s"])
+            res = subprocess.run([PY, str(BENCH / "websockets_client.py"), url, n, "32"],
+                                 env=ENV, capture_output=True, text=True, timeout=300)
+            ws_r.append(json.loads(res.stdout.strip().splitlines()[-1])["rtt_per_s"])
     finally:
         ref.stop()
     return {"evt_rtt_per_s": round(median(evt_r)), "plain_rtt_per_s": round(median(plain_r)),
             "ratio_evt_over_plain": round(median(evt_r) / median(plain_r), 2),
+            "websockets_rtt_per_s": round(median(ws_r)),
+            "ratio_evt_over_websockets": round(median(evt_r) / median(ws_r), 2),
             "server": "websockets (uvloop)", "loop": "uvloop (both clients)"}
 
 
@@ -372,6 +377,9 @@ def report(res: dict[str, Any]) -> None:
         print("\n## client (round trips of 32 B against the websockets echo server)")
         print(f"evt {c['evt_rtt_per_s']:,}/s vs plain anyio+wsproto {c['plain_rtt_per_s']:,}/s"
               f" = {c['ratio_evt_over_plain']} (goal >= 0.9)")
+        print(f"evt {c['evt_rtt_per_s']:,}/s vs the websockets client (asyncio) "
+              f"{c['websockets_rtt_per_s']:,}/s = {c['ratio_evt_over_websockets']} "
+              f"(goal >= 1.1)")
     if "server" in res:
         t = res["server"]["table"]
         names = list(t)
@@ -388,6 +396,15 @@ def report(res: dict[str, Any]) -> None:
                 ratio = v["msgs_per_s"] / t[ref][w]["msgs_per_s"]
                 cells.append(f"{ratio:.2f} ({v['msgs_per_s']:,}/s, p50 {v['p50_ms']} ms, "
                              f"p99 {v['p99_ms']} ms, cpu {v['server_cpu_us_per_msg']} us)")
+            print(f"| {n} | " + " | ".join(cells) + " |")
+        print(f"\nserver CPU per message against {ref} (lower is better)")
+        print("| server | " + " | ".join(works) + " |")
+        print("|---|" + "---:|" * len(works))
+        for n in names:
+            cells = []
+            for w in works:
+                mine, theirs = t[n][w]["server_cpu_us_per_msg"], t[ref][w]["server_cpu_us_per_msg"]
+                cells.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
             print(f"| {n} | " + " | ".join(cells) + " |")
         lc = res["server"]["load_check"]
         if lc:
