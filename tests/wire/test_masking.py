@@ -1,14 +1,19 @@
-"""Masking, with the C accelerator (wsaccel) and with wsproto's pure-Python fallback: every
-payload size class (7-bit, 16-bit and 64-bit lengths) survives a client -> server -> client
-round trip through evt on both ends, text and binary."""
+"""Masking, with a C accelerator (the websockets library's word-wise apply_mask, else
+wsaccel) and with wsproto's pure-Python fallback: every payload size class (7-bit, 16-bit
+and 64-bit lengths) survives a client -> server -> client round trip through evt on both
+ends, text and binary; the masker given to wsproto turns its key across pieces as its own."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 from helpers import run_evt
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from lang.wire import fastframe
 from lang.wire import frames as transport
 
 SIZES = [0, 1, 3, 125, 126, 127, 65535, 65536, 200_003]
@@ -66,5 +71,28 @@ def test_the_masker_in_use_matches_the_setting() -> None:
         # the key rotates across calls in both
         assert pure.process(bytearray(data[:5])) + pure.process(bytearray(data[5:])) == \
             bytearray(fast.process(data[:5]) + fast.process(data[5:]))
+    finally:
+        transport.use_masking_accelerator(True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(payload=st.binary(max_size=70_000), key=st.binary(min_size=4, max_size=4),
+       cuts=st.lists(st.integers(min_value=0, max_value=70_000), max_size=6))
+def test_the_accelerated_masker_equals_wsprotos_over_any_pieces(
+        payload: bytes, key: bytes, cuts: list[int]) -> None:
+    """wsproto unmasks a frame in the pieces it gets: the masker in its place (word-wise
+    when the websockets library is installed) turns the key across calls as wsproto's own."""
+    from wsproto import frame_protocol
+
+    bounds = sorted({0, len(payload), *(c for c in cuts if c < len(payload))})
+    pieces = [payload[a:b] for a, b in itertools.pairwise(bounds)]
+    try:
+        transport.use_masking_accelerator(False)
+        pure = frame_protocol.XorMaskerSimple(key)
+        want = b"".join(bytes(pure.process(bytearray(p))) for p in pieces)
+        transport.use_masking_accelerator(True)
+        fast = frame_protocol.XorMaskerSimple(key)
+        assert b"".join(bytes(fast.process(bytearray(p))) for p in pieces) == want
+        assert bytes(fastframe.mask(memoryview(payload), bytearray(key))) == want
     finally:
         transport.use_masking_accelerator(True)
