@@ -99,10 +99,33 @@ def install(rt: Runtime, decls: list[A.Node], overrides: dict[str, Any] | None =
     return rt.install(decls, overrides)
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (SPEC §11: 10,000 connections
+    of one declaration must work); returns the limit now in force."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return -1
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return soft
+    wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+    if soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def run(rt: Runtime, inits: list[tuple[int, Any]], loop: str = "auto",
         warn: Callable[[str], None] | None = None) -> int:
-    """Run the program on a new event loop until it ends; returns its exit code."""
+    """Run the program on a new event loop until it ends; returns its exit code. The
+    open-file limit is raised to the hard limit first."""
     import anyio
+
+    raise_open_file_limit()
 
     try:
         return anyio.run(rt.main, inits, backend="asyncio",

@@ -116,6 +116,16 @@ class Attr(Expr):
 
 
 @_node
+class Open(Expr):
+    """`open NAME [with MAP]` (SPEC §11): a new instance of a connection declaration."""
+
+    name: str
+    overrides: Expr | None
+    span: Span = _sp()
+    name_span: Span = _sp()
+
+
+@_node
 class Unary(Expr):
     op: str  # "-", "+", "not"
     operand: Expr

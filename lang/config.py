@@ -94,6 +94,11 @@ _NOT_YET = {
 }
 
 
+def defaults(role: str) -> dict[str, Any]:
+    """A fresh configuration of `role` with every key at its default."""
+    return {k: v.default for k, v in keys_for(role).items()}
+
+
 def unknown_key_message(role: str, key: str) -> str:
     if (role, key) in _NOT_YET:
         return f"{role} key '{key}' is not supported yet: {_NOT_YET[role, key]}"

@@ -399,11 +399,11 @@ class Repl:
         lines = []
         for name, ep in self.rt.endpoints.items():
             if ep.evt_type == "connection":
-                state = ep.state
-                where = f" {ep.config['url']}" if ep.config.get("url") else ""
-                remote = ep.evt_address()
-                extra = f" (remote {remote})" if remote else ""
-                lines.append(f"{name}: connection, {state}{where}{extra}")
+                for c in [ep, *(c for c in ep.evt_connections() if c is not ep)]:
+                    where = f" {c.config['url']}" if c.config.get("url") else ""
+                    remote = c.evt_address()
+                    extra = f" (remote {remote})" if remote else ""
+                    lines.append(f"{c.label}: connection, {c.state}{where}{extra}")
             else:
                 address = ep.evt_address()
                 state = f"listening on {address}" if address else "not listening"
@@ -512,6 +512,7 @@ def cmd_repl(opts: Any) -> int:
             await repl.load(opts.file)
         await repl.session()
 
+    api.raise_open_file_limit()
     try:
         return anyio.run(rt.main, [], False, session, backend="asyncio",
                          backend_options=api.loop_options(opts.loop, warn=_warn))

@@ -40,6 +40,14 @@ def address(endpoint: Any) -> Any:
 
 
 @builtin("websocket")
+def connections(conn: Any) -> list:
+    """The connections of a declaration that are open or will connect (the started one
+    and every `open`ed one), in the order they began; given a handle, its declaration's."""
+    return _endpoint("connections", "conn", conn, ("connection",), "a connection"
+                     ).endpoint.evt_connections()
+
+
+@builtin("websocket")
 def peers(server: Any) -> list:
     """The open peers of a server, as a list."""
     return _endpoint("peers", "server", server, ("server",), "a server").evt_peers()

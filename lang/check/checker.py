@@ -18,6 +18,7 @@ from typing import Any
 from lang import ast as A
 from lang import config
 from lang.ast import Span
+from lang.check.instances import InstanceChecks
 from lang.check.literals import NOT_LITERAL, literal_value
 from lang.errors import SOURCES, Diagnostic
 from lang.wire.codes import SENDABLE, valid_close_code
@@ -53,7 +54,7 @@ class _Body:
     loops: int = 0
 
 
-class Checker:
+class Checker(InstanceChecks):
     def __init__(self, builtins: dict[str, Any], symbols: Symbols | None = None,
                  repl: bool = False) -> None:
         self.builtins = builtins
@@ -319,7 +320,7 @@ class Checker:
                 self.error(e.span, f"unknown statement '{e.name}'; did you mean '{close[0]}'?")
                 return
         self._expr(e, body)
-        if not isinstance(s.expr, A.Call) and body.kind != "repl" and not self.repl:
+        if not isinstance(s.expr, A.Call | A.Open) and body.kind != "repl" and not self.repl:
             self.error(s.span, "this expression's value is not used; did you mean 'print ...'?")
 
     def _s_If(self, s: A.If, body: _Body) -> None:
@@ -514,6 +515,8 @@ class Checker:
                 self.error(e.span, f"unknown name '{e.name}'{hint}")
         elif isinstance(e, A.Call):
             self._call(e, body)
+        elif isinstance(e, A.Open):
+            self._open(e, body)
         elif isinstance(e, A.Binary | A.Logic):
             self._expr(e.left, body)
             self._expr(e.right, body)

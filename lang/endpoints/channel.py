@@ -94,7 +94,7 @@ class Endpoint:
         self.name = decl.name
         self.decl = decl
         self.span = decl.span
-        self.config: dict[str, Any] = {k: v.default for k, v in config.keys_for(self.role).items()}
+        self.config: dict[str, Any] = config.defaults(self.role)
         self._items: list[tuple[str, Any, A.Span]] = []
         self.inline_ok = False  # set by the runtime from the handlers
         # set by the runtime: kinds of event ("start", "receive") of which a handler may
@@ -117,8 +117,9 @@ class Endpoint:
                                                                       self.name)),
                         item.value.span) for item in self.decl.items]
 
-    async def evaluate_config(self) -> None:
-        """Evaluate the configuration (at each `start`) and judge it."""
+    async def evaluate_config(self, into: dict[str, Any] | None = None) -> None:
+        """Evaluate the configuration (at each `start`, or for an `open`: into its own
+        dict) and judge it."""
         from lang.runtime.core import Inv
 
         fr: list[Any] = [None] * 64
@@ -128,7 +129,7 @@ class Endpoint:
             problem = config.problem(self.role, key, value)
             if problem:
                 raise EvtRuntimeError(f"{self.role} {self.name}: {problem}", span)
-            self.config[key] = config.value_for(self.role, key, value)
+            (self.config if into is None else into)[key] = config.value_for(self.role, key, value)
 
     def report_error(self, message: str, peer: Any) -> None:
         """An `on websocket error` event; unhandled, it goes to stderr and fails the run."""

@@ -127,6 +127,15 @@ class Actions:
     async def stop(self, target: Any, span: A.Span) -> None:
         await self._need(target, "evt_stop", "stop", "a connection or a server", span)(span)
 
+    async def open(self, name: str, overrides: Any, span: A.Span) -> Any:
+        """`open NAME [with MAP]` (SPEC §11): a new instance of a connection declaration,
+        once its handshake is done or its first attempt failed."""
+        ep = self.endpoints.get(name)
+        if ep is None or ep.role != "connection":
+            what = "a server" if ep is not None else "not declared"
+            raise EvtRuntimeError(f"'open' needs a connection; '{name}' is {what}", span)
+        return await ep.evt_open(overrides, span)
+
     async def send(self, target: Any, value: Any, mode: str | None, inv: Inv, span: A.Span
                    ) -> None:
         await self._need(target, "evt_send", "send", "a connection or a peer", span)(

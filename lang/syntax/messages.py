@@ -35,7 +35,7 @@ _PUNCT = {
 _KINDS = {"NAME": "a name", "STRING": "a string", "NUMBER": "a number",
           "BYTES": "a bytes literal", "_NL": "the end of the line", "$END": "the end of the file"}
 _EXPR_START = {"NAME", "NUMBER", "STRING", "BYTES", "TRUE", "FALSE", "NULL", "LSQB", "LPAR",
-               "LMAP", "MINUS", "PLUS", "NOT"}
+               "LMAP", "MINUS", "PLUS", "NOT", "OPEN"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE", "GT", "GE",
               "IN", "NOT_IN", "AND", "OR", "LSQB", "DOT"}
 _STMT_START = {"LET", "IF", "WHILE", "FOR", "BREAK", "CONTINUE", "RETURN", "WAIT", "AFTER",
@@ -46,7 +46,7 @@ _DECL_WORDS = "connection, server, let, func, on, every, after, scene or import"
 _KEYWORD_TYPES = _STMT_START | _DECL_START | {
     "PROJECT", "WEBSOCKET", "RECEIVE", "ERROR", "EVENT", "INPUT", "AS", "FROM", "TEXT",
     "BINARY", "JSON", "ELSE", "IN", "EXCEPT", "WHERE", "WITHIN", "AND", "OR", "NOT", "TRUE",
-    "FALSE", "NULL"}
+    "FALSE", "NULL", "OPEN", "WITH"}
 _MISSPELLED = {"def": "func", "function": "func", "fn": "func", "fun": "func", "var": "let",
                "const": "let", "elif": "else if", "elseif": "else if", "elsif": "else if",
                "connect": "connection", "when": "on", "puts": "print", "echo": "print",

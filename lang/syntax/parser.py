@@ -226,6 +226,10 @@ _MODES = {"TEXT", "BINARY", "JSON"}
 _ENDS_HERE = re.compile(r"[ \t\f]*(?:#[^\n]*)?(?:\n|;|\}|,|\Z|except(?![A-Za-z0-9_]))")
 _ELSE_AHEAD = re.compile(r"[ \t\f]*else(?![A-Za-z0-9_])")
 _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
+# `open` is the keyword only before a name that is not an operator word (`open up`, not
+# `open and ready`, `open(x)` or `open + 1`: there it is a variable or a function)
+_OPEN_AHEAD = re.compile(r"[ \t\f]+(?!(?:and|or|not|in|if|else|except|where|within|with)"
+                         r"(?![A-Za-z0-9_]))[A-Za-z_]")
 _OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
 # A line that ends with a binary operator (or a '.') goes on on the next line
 # (`let x = a +` / `  b`). Not after '=' or ',': there an unfinished line is more often a
@@ -327,6 +331,8 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     # the value sent, a variable
                 elif ttype == "UNTIL" and _ENDS_HERE.match(text, end):
                     ttype = "NAME"  # `wait until` alone waits for a variable named until
+                elif ttype == "OPEN" and "NAME" in acts and not _OPEN_AHEAD.match(text, end):
+                    ttype = "NAME"
                 tok = Tok(ttype, value, line, col, pos, end)
                 pos = end
             elif kind == "OP":

@@ -19,6 +19,7 @@ from lark import Transformer
 from lang import ast as A
 from lang.ast import Span
 from lang.limits import MAX_INT_DIGITS
+from lang.syntax.instances import InstanceSyntax
 from lang.syntax.smaller import SmallerAdditions
 
 # ---------------------------------------------------------------- literals
@@ -218,7 +219,7 @@ def _t(tok: Any) -> str:
     return tok.type if isinstance(tok, Tok) else ""
 
 
-class ToAst(SmallerAdditions, Transformer):
+class ToAst(SmallerAdditions, InstanceSyntax, Transformer):
     """Shapes Lark's rule callbacks into lang.ast nodes; judges nothing."""
 
     def __init__(self) -> None:
@@ -380,8 +381,8 @@ class ToAst(SmallerAdditions, Transformer):
         return A.Stop(c[1], span=self._sp(c[0]))
 
     def target(self, c: list) -> A.Expr:
-        if len(c) == 1:
-            return A.Name(c[0].value, span=self._sp(c[0]))
+        if len(c) == 1:  # a NAME, or a target_path already made into an Attr
+            return c[0] if isinstance(c[0], A.Expr) else A.Name(c[0].value, span=self._sp(c[0]))
         return c[1]
 
     def send_mode(self, c: list) -> str:
