@@ -355,3 +355,46 @@ def test_conns_lists_every_instance() -> None:
     assert lines[2].startswith("up#2: connection, open ws://127.0.0.1:")
     assert lines[3] == "up: connection, idle"
     assert "2 peers" in r.out
+
+
+# ---------------------------------------------------------------- out of descriptors
+
+
+async def test_running_out_of_file_descriptors_is_an_error_event(tmp_path: Path) -> None:
+    """With a hard limit of 40 descriptors, 100 opens: those that get no socket fire
+    `on websocket error` ("too many open files"); the rest work; no traceback, exit 0."""
+    import resource
+    import subprocess
+    import sys
+
+    from helpers import ENV_FOR_CLI, default_signals
+
+    def low_limit() -> None:
+        default_signals()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    async with ws_server(echo) as port:
+        path = tmp_path / "fd.evt"
+        path.write_text(f"""
+connection up {{ url = "ws://127.0.0.1:{port}/" }}
+let failed = 0
+on project start {{
+    for i in range(100) {{ open up }}
+    wait until failed + len(connections(up)) == 100 within 120s
+    for c in connections(up) {{
+        send c "still works"
+        expect c as m within 60s
+    }}
+    print "open:", len(connections(up)) > 0, "failed:", failed > 0
+    stop up
+}}
+on websocket error up as e from c {{
+    if contains(lower(e), "too many open files") {{ failed = failed + 1 }} else {{ print e }}
+}}
+""", encoding="utf-8")
+        done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+            [sys.executable, "-m", "lang", "run", str(path)], env=ENV_FOR_CLI,
+            preexec_fn=low_limit, capture_output=True, text=True, timeout=T * 4))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["open: true failed: true"]
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,158 @@
+"""SPEC §11 at scale, with evt in its own process and `websockets` peers in this one:
+10,000 connections of one declaration at once, and 10,000 clients through the §11 bridge
+leaving no upstream open, file descriptors back to where they were and memory flat.
+
+Each needs about 10,100 file descriptors in this process (the peers) and in evt's (which
+raises its own limit to the hard limit at start); with a lower hard limit they skip, saying
+why. Waits are bounded (T); nothing is timed."""
+
+from __future__ import annotations
+
+import resource
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+import pytest
+from helpers import ROOT
+from helpers.process import MiB, evt_process, mib
+from helpers.server import client
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(1800)]  # bounded by T inside
+
+T = 600  # seconds: the hard limit on the longest wait (10,000 handshakes on a busy machine)
+N = 10_000
+
+
+def _enough_descriptors(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"SKIPPED LOUDLY: the hard open-file limit is {hard}; this test needs "
+                    f"{needed} (raise it with `ulimit -Hn` as root)")
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def test_ten_thousand_connections_of_one_declaration(tmp_path: Path) -> None:
+    _enough_descriptors(N + 300)
+    open_now = 0
+    most = 0
+    messages = 0
+
+    async def echo(ws: ServerConnection) -> None:
+        nonlocal open_now, most, messages
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            async for msg in ws:
+                messages += 1
+                await ws.send(msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            open_now -= 1
+
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None, backlog=4096) as server:
+        port = server.sockets[0].getsockname()[1]
+        source = f"""
+            let n = {N}
+            let answered = 0
+            connection user {{ url = "ws://127.0.0.1:{port}/"; connect_timeout = 300s }}
+            on project start {{
+                for i in range(n) {{
+                    open user
+                }}
+                wait until answered == n within 600s else {{ print "answered", answered; exit 1 }}
+                print "open at once:", len(connections(user))
+                stop user
+                print "after stop:", len(connections(user))
+            }}
+            on websocket start user from c {{
+                send c "hello ${{c.id}}"
+                expect c as reply within 300s
+                if reply == "hello ${{c.id}}" {{ answered = answered + 1 }}
+            }}
+            on websocket error user as e from c {{ print "error", c.id, e }}
+        """
+        # evt starts with this process's usual limit and raises its own (SPEC §11)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, soft), hard))
+        async with AsyncExitStack() as stack:
+            try:
+                child = await stack.enter_async_context(evt_process(tmp_path, source))
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            assert await child.exited(T) == 0, child.err.text[-3000:] + child.out.text[-3000:]
+            child.assert_clean_stderr()
+    assert child.out.text.splitlines() == [f"open at once: {N}", "after stop: 0"]
+    assert most == N and messages == N and open_now == 0
+
+
+BRIDGE = (ROOT / "examples" / "bridge.evt").read_text(encoding="utf-8")
+
+
+async def test_ten_thousand_clients_through_the_bridge_leave_nothing_behind(tmp_path: Path
+                                                                             ) -> None:
+    _enough_descriptors(300)
+    upstream_open = 0
+    upstream_total = 0
+
+    async def echo(ws: ServerConnection) -> None:
+        nonlocal upstream_open, upstream_total
+        upstream_open += 1
+        upstream_total += 1
+        try:
+            async for msg in ws:
+                await ws.send(msg)
+        except ConnectionClosed:
+            pass
+        finally:
+            upstream_open -= 1
+
+    async with serve(echo, "127.0.0.1", 0, ping_interval=None, backlog=1024) as server:
+        up_port = server.sockets[0].getsockname()[1]
+        async with evt_process(tmp_path, BRIDGE, "--set",
+                               "listen=127.0.0.1:0", "--set",
+                               f"upstream=ws://127.0.0.1:{up_port}") as child:
+            url = await child.url("edge")
+            done = 0
+
+            async def cycles(count: int, lane: int) -> None:
+                nonlocal done
+                for k in range(count):
+                    async with client(f"{url}lane{lane}") as ws:
+                        msg: str | bytes = f"{lane}:{k}" if k % 2 else bytes([lane % 256, k % 256])
+                        await ws.send(msg)
+                        with anyio.fail_after(60):
+                            assert await ws.recv() == msg
+                    done += 1
+
+            async def run(total: int) -> None:
+                lanes = 20
+                with anyio.fail_after(T):
+                    async with anyio.create_task_group() as tg:
+                        for lane in range(lanes):
+                            tg.start_soon(cycles, total // lanes, lane)
+
+            async def settled(fds: int | None) -> int:
+                """Wait (bounded) until no upstream is open and, given a count, evt holds
+                that many descriptors again; evt's descriptors now."""
+                with anyio.fail_after(60):
+                    while upstream_open or (fds is not None and child.fds() > fds):
+                        await anyio.sleep(0.05)
+                return child.fds()
+
+            await run(1_000)  # warm-up: whatever is made once is made now
+            fds = await settled(None)
+            rss = child.rss()
+            await run(N - 1_000)
+            assert done == N and upstream_total == N
+            assert await settled(fds) == fds, "evt holds the descriptors it held before"
+            grown = child.rss() - rss
+            assert grown < 10 * MiB, f"memory grew by {mib(grown)} over {N - 1000} cycles"
+            code, _ = await child.terminate()
+        assert code == 143, child.err.text[-3000:]
+        child.assert_clean_stderr()
+    assert upstream_open == 0
