@@ -10,7 +10,7 @@ from helpers import ROOT, run_cli
 
 EXAMPLES = ROOT / "examples"
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "examples"
-FIXED_OUTPUT = ["hello", "timers", "scenes", "echo_pair"]
+FIXED_OUTPUT = ["hello", "timers", "scenes", "echo_pair", "load"]
 
 
 @pytest.mark.parametrize("name", FIXED_OUTPUT)
@@ -88,3 +88,37 @@ async def test_pipe_sends_each_input_line_and_leaves_after_the_replies() -> None
     assert done.stdout.decode().splitlines() == ["a", "b"]
     assert seen == ["a", "b"]  # each line sent once, as text
     assert err == ""
+
+
+@pytest.mark.anyio
+async def test_bridge_logs_what_it_forwards(tmp_path: Path) -> None:
+    """bridge.evt between a `websockets` client and a `websockets` echo upstream, as its header
+    says: its log is tests/golden/examples/bridge.out (ports written as PORT)."""
+    import re
+
+    import anyio
+    from helpers.process import evt_process
+    from helpers.server import client
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def echo(ws: ServerConnection) -> None:
+        async for msg in ws:
+            await ws.send(msg)
+
+    async with serve(echo, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        source = (EXAMPLES / "bridge.evt").read_text(encoding="utf-8")
+        async with evt_process(tmp_path, source, "--set", "listen=127.0.0.1:0", "--set",
+                               f"upstream=ws://127.0.0.1:{port}", name="bridge.evt") as child:
+            url = await child.url("edge")
+            async with client(f"{url}chat?room=1") as ws:
+                for msg in ["hello", b"\x00\x01\x02", "bye"]:
+                    await ws.send(msg)
+                    with anyio.fail_after(60):
+                        assert await ws.recv() == msg
+            await child.out.wait_for(r"^peer 1 closed \(1000\)$")
+            code, _ = await child.terminate()
+    assert code == 143
+    child.assert_clean_stderr()
+    log = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", child.out.text)
+    assert log == (GOLDEN / "bridge.out").read_text()
