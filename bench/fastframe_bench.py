@@ -99,10 +99,9 @@ def bench_masker(rounds: int, budget: float) -> None:
         assert all(bytes(v()) == want for v in variants.values())
         rows.append((size_label(n), interleaved(variants, 1, rounds, budget)))
     table("masking, ns per call", rows, "wsaccel")
-    used = "websockets' apply_mask" if fastframe.word_mask else \
-        "wsaccel" if fastframe._CMasker else "pure"
-    print(f"fastframe.mask uses: {used} at every size; with neither: big-integer XOR up to "
-          f"{fastframe.BIGINT_MAX} B, translate above")
+    print(f"fastframe.mask uses: {'wsaccel at every size' if fastframe._CMasker else 'pure'}"
+          f"; without wsaccel: big-integer XOR up to {fastframe.BIGINT_MAX} B, translate "
+          f"above")
 
 
 # ---------------------------------------------------------------- parse

@@ -1,6 +1,6 @@
 """The frame fast path: plain data frames parsed and serialised without wsproto.
 
-Self-contained (stdlib, wsproto's public types, optional C maskers; nothing of evt). wsproto
+Self-contained (stdlib, wsproto's public types, optionally wsaccel; nothing of evt). wsproto
 stays the protocol engine: this module takes off the byte stream only what it can prove
 wsproto would turn into one whole message with no other effect, and cuts everything else at
 frame boundaries for wsproto. Handing wsproto a byte string it would have got anyway, only
@@ -64,28 +64,20 @@ from typing import Any
 
 from wsproto.connection import Connection, ConnectionState
 
-__all__ = ["FrameParser", "frame", "mask", "mask_pure", "masking_key", "word_mask",
-           "wsproto_in_step"]
+__all__ = ["FrameParser", "frame", "mask", "mask_pure", "masking_key", "wsproto_in_step"]
 
 # ---------------------------------------------------------------- masking
 #
-# Measured (bench/fastframe_bench.py --only masker): wsaccel's C masker is a byte loop (79 us
-# per 64 KiB: most of a 64 KiB echo's server CPU), websockets' C apply_mask XORs 16 bytes at
-# a time (2.6 us); the big-integer XOR (int and back, about 1.6 ns per byte each way) beats
-# bytes.translate only up to about 500 B. Hence: websockets' (`word_mask`) when installed,
-# else wsaccel, else the big-integer XOR up to BIGINT_MAX bytes and translate above.
+# Measured (bench/fastframe_bench.py --only masker, interleaved, CPython 3.11): the big-integer
+# XOR converts the payload to an int and back (about 1 ns per byte each way), so it never
+# beats wsaccel's C loop (1.5x its time at 32 B, 3x at 4 KiB and above), and it beats a
+# bytes.translate masker only up to about 500 B. Hence: wsaccel at every size when installed;
+# without it, the big-integer XOR up to BIGINT_MAX bytes and the translate masker above.
 
 try:
     from wsaccel.xormask import XorMaskerSimple as _CMasker
 except ImportError:  # pragma: no cover - the pure maskers are tested on their own
     _CMasker = None
-word_mask: Any = None  # (payload, key) -> bytes, both any bytes-like; key of 4 bytes
-try:
-    from websockets.speedups import apply_mask as _apply
-    if _apply(b"\0\1\2\3\4", b"\1\1\1\1") == b"\1\0\3\2\5":
-        word_mask = _apply
-except Exception:  # pragma: no cover - not installed, or not the known function
-    pass
 
 BIGINT_MAX = 384
 _TABLES = [bytes(a ^ b for a in range(256)) for b in range(256)]
@@ -106,8 +98,8 @@ def _mask_translate(payload: Any, key: bytes) -> bytes:
 
 
 def mask_pure(payload: Any, key: bytes) -> bytes:
-    """XOR `payload` (any bytes-like) with the 4-byte `key` (any bytes-like) repeated
-    (RFC 6455 §5.3), in bytes, without a C accelerator."""
+    """XOR `payload` (any bytes-like) with the 4-byte `key` repeated (RFC 6455 §5.3), without
+    wsaccel."""
     if len(payload) <= BIGINT_MAX:
         return _mask_bigint(payload, key) if payload else b""
     return _mask_translate(payload, key)
@@ -117,7 +109,8 @@ def _mask_c(payload: Any, key: bytes) -> bytes:
     return _CMasker(key).process(payload)  # type: ignore[misc]
 
 
-mask = word_mask or (_mask_c if _CMasker is not None else mask_pure)
+mask = _mask_c if _CMasker is not None else mask_pure
+mask.__doc__ = mask_pure.__doc__
 
 _keys: list[bytes] = []
 

@@ -24,7 +24,6 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import RemoteProtocolError
 
 from lang.wire.codes import CLOSE_NAMES
-from lang.wire.fastframe import word_mask
 
 # uvloop hands over up to 256 KiB per read; asking for less makes anyio split (copy) it
 READ_SIZE = 262144
@@ -42,9 +41,8 @@ STREAM_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResou
 # ---------------------------------------------------------------- masking
 #
 # Unmasking what clients send (and masking what a client sends) is most of the cost of large
-# messages. wsproto's own masker is pure Python; in its place goes fastframe's word-wise C
-# masker (the `websockets` library's apply_mask) when it is installed, else wsaccel's (a C
-# byte loop, about twice as fast as wsproto's), else wsproto's own.
+# messages. wsaccel (an established C accelerator, used by Autobahn) does it about twice as
+# fast as wsproto's pure-Python masker; when it is not installed, wsproto's own is used.
 
 try:
     from wsaccel.xormask import XorMaskerSimple as _CMasker
@@ -68,29 +66,11 @@ class _AcceleratedMasker:
         return self._masker.process(data)
 
 
-class _WordMasker:
-    """wsproto's masker interface over the word-wise masker, which keeps no state: the key
-    turns by the bytes already done (wsproto unmasks a frame in the pieces it gets)."""
-
-    __slots__ = ("_done", "_key")
-
-    def __init__(self, masking_key: bytes) -> None:
-        self._key = bytes(masking_key)
-        self._done = 0
-
-    def process(self, data: bytes | bytearray) -> bytes:
-        r = self._done & 3
-        self._done += len(data)
-        key = self._key
-        return word_mask(data, key[r:] + key[:r] if r else key)  # type: ignore[misc]
-
-
 def use_masking_accelerator(enabled: bool = True) -> bool:
-    """Use a C masker when one is installed (the default). Returns whether one is in use."""
-    fast = _WordMasker if word_mask is not None else \
-        _AcceleratedMasker if _CMasker is not None else None
-    frame_protocol.XorMaskerSimple = fast if enabled and fast else _PURE_MASKER
-    return bool(enabled and fast)
+    """Use the C masker when it is installed (the default). Returns whether it is in use."""
+    on = enabled and _CMasker is not None
+    frame_protocol.XorMaskerSimple = _AcceleratedMasker if on else _PURE_MASKER
+    return on
 
 
 use_masking_accelerator()
