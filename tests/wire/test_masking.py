@@ -1,5 +1,4 @@
-"""Masking, with a C accelerator (the websockets library's word-wise apply_mask, else
-wsaccel) and with wsproto's pure-Python fallback: every payload size class (7-bit, 16-bit
+"""Masking, with the C accelerator (wsaccel) and with wsproto's pure-Python fallback: every payload size class (7-bit, 16-bit
 and 64-bit lengths) survives a client -> server -> client round trip through evt on both
 ends, text and binary; the masker given to wsproto turns its key across pieces as its own."""
 
@@ -80,8 +79,8 @@ def test_the_masker_in_use_matches_the_setting() -> None:
        cuts=st.lists(st.integers(min_value=0, max_value=70_000), max_size=6))
 def test_the_accelerated_masker_equals_wsprotos_over_any_pieces(
         payload: bytes, key: bytes, cuts: list[int]) -> None:
-    """wsproto unmasks a frame in the pieces it gets: the masker in its place (word-wise
-    when the websockets library is installed) turns the key across calls as wsproto's own."""
+    """wsproto unmasks a frame in the pieces it gets: the masker in its place turns the key
+    across calls as wsproto's own; the fast path's masker agrees for any bytes-like input."""
     from wsproto import frame_protocol
 
     bounds = sorted({0, len(payload), *(c for c in cuts if c < len(payload))})
