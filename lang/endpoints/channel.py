@@ -7,7 +7,9 @@ Rules of this module:
   server): it is one *source*, so its events run one at a time, in order. A received message
   runs its handlers right in the reader task when no handler of this channel is running and
   none of its receive handlers can wait for long (no task hop: the fast path); otherwise it is
-  queued, and when `max_queue` messages wait, the reader stops reading (TCP backpressure).
+  queued, and when `max_queue` messages wait, the reader stops reading (TCP backpressure),
+  except while an `expect` on this channel waits (its handler may be the one the queue waits
+  for: a start handler doing many round trips would otherwise wait for ever).
 - `expect` sees a per-channel log of recent messages, kept only while some handler that uses
   `expect` is running.
 - This module turns statements and events into transport calls; it never touches a socket
@@ -246,6 +248,8 @@ class Channel:
         rt = self.rt
         ws = self.ws
         while self.pending >= self.max_queue and not rt.shutting_down:
+            if self._arrived is not None:
+                return  # an `expect` waits for a message: reading must go on
             if ws is not None and ws.closed is None and not ws.open:
                 ws.late_bytes += len(msg)
                 if ws.late_bytes <= ws.out_limit:
@@ -405,6 +409,9 @@ class Channel:
                                    if was_open else "not connected")
                 if self._arrived is None:
                     self._arrived = anyio.Event()
+                if self._space is not None:  # a reader held back by a full queue reads on
+                    self._space.set()
+                    self._space = None
                 await self._arrived.wait()
         return False, None
 

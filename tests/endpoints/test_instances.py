@@ -398,3 +398,31 @@ on websocket error up as e from c {{
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["open: true failed: true"]
     assert "Traceback" not in done.stderr
+
+
+async def test_many_round_trips_in_one_start_handler_do_not_stall(tmp_path: Path) -> None:
+    """A start handler doing 300 `send`/`expect` round trips: each reply is also queued for
+    the connection's (busy) source, so before the fix the reader stopped reading at
+    max_queue (64) queued messages and the 65th `expect` waited for ever."""
+    async with ws_server(echo) as port:
+        r = await run_evt(f"""
+            connection up {{ url = "ws://127.0.0.1:{port}/" }}
+            on project start {{ open up; start up }}
+            on websocket start up from c {{
+                for n in range(300) {{
+                    send c {{n: n}}
+                    expect c json as reply where reply.n == n within 20s else {{
+                        print "missed", n
+                        exit 1
+                    }}
+                }}
+                print "done", c.id
+                close c
+            }}
+            let got = 0
+            on websocket receive up as m from c {{ got = got + 1 }}
+            on project stop {{ print "queued and handled:", got }}
+        """, tmp_path=tmp_path, timeout=T * 2)
+    assert r.code == 0, r.out + r.err
+    assert sorted(r.lines[:2]) == ["done 1", "done 2"]
+    assert r.lines[2] == "queued and handled: 600"

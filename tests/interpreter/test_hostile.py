@@ -224,9 +224,9 @@ def test_connection_and_server_values_have_no_python_fields(tmp_path: Path) -> N
             start c
         }
         on websocket start c from conn { print "type", type(conn) }
-        on websocket start c from conn { print conn.evt_send }
-        on websocket start c from conn { print conn["ws"] }
-        on websocket start c from conn { conn.ws = 1 }
+        on websocket start c from conn { print conn.evt_send, conn["ws"], conn.__class__ }
+        on websocket start c from conn { conn.ws = 1; print conn.ws, connected(conn) }
+        on websocket start c from conn { conn.url = "x" }
         on websocket start c from conn { print srv.peers }
         on websocket start c from conn { print srv.__class__ }
         on websocket start c {
@@ -235,10 +235,10 @@ def test_connection_and_server_values_have_no_python_fields(tmp_path: Path) -> N
         }
     """
     r = evt(tmp_path, source, sets=(f"port={free_port()}",))
-    assert_ends(r, 1, "a connection has no fields ('.evt_send')", "cannot index a connection",
-                "cannot set a field on a connection", "a server has no fields ('.peers')",
+    # a connection's fields (SPEC §11) are the script's own: never Python's attributes
+    assert_ends(r, 1, "a connection's 'url' is read-only", "a server has no fields ('.peers')",
                 "a server has no fields ('.__class__')")
-    assert r.lines == ["type connection"]
+    assert r.lines == ["type connection", "null null null", "1 true"]
 
 
 def test_env_is_the_only_window_to_the_environment(tmp_path: Path) -> None:
