@@ -223,6 +223,8 @@ class Channel:
                 self._arrived = None
         elif self.log is not None:
             self.log = None
+        if not rt.has_handlers(self.endpoint.receive_key):
+            return  # nothing to run (as for post_event): an `expect` may take it from the log
         source = self.source
         if self.endpoint.inline_ok and not source.busy and not rt.shutting_down:
             self.inline = True  # replies are batched: the reader writes them after this read
@@ -393,8 +395,16 @@ class Channel:
         scanned = since
         with anyio.move_on_after(seconds):
             while True:
-                for seq, msg in list(self.log or ()):
-                    if seq <= scanned or seq in taken:
+                fresh = []  # what came since the last look, oldest first: a look costs
+                log = self.log  # what is new, not the whole log (a handler doing many
+                if log:  # round trips would otherwise scan ever more of it)
+                    for entry in reversed(log):
+                        if entry[0] <= scanned:
+                            break
+                        fresh.append(entry)
+                    fresh.reverse()
+                for seq, msg in fresh:
+                    if seq in taken:
                         continue
                     scanned = seq
                     try:

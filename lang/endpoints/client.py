@@ -98,7 +98,7 @@ class ClientConnection(Channel):
         if name == "name":
             return self.endpoint.name
         if name == "url":
-            return self.url()
+            return self.config["url"]  # (null before the started one's first start)
         if name == "remote":
             return self.evt_address()
         if name == "subprotocol":
