@@ -15,6 +15,10 @@ Sections:
             load generator): 1 conn x 20,000 round trips of 32 B, 50 conns x 1,000,
             10 conns pipelined 64 KiB; msgs/s, p50/p99 latency, server CPU per message;
             and idle memory per connection with 2,000 connections
+  load      evt as a load generator (examples/load.evt: C connections x N JSON round trips
+            with `expect`) against the same load from a `websockets`-library client, as
+            round trips per CPU-second of the generator, at C = 50 and C = 1,000; and idle
+            memory per client connection (bench/load.py)
 Results go to stdout (a table per section) and bench/out/results.json.
 """
 
@@ -420,12 +424,12 @@ def report(res: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small loads, fewer repeats")
-    ap.add_argument("--only", nargs="+", choices=("language", "client", "server"))
+    ap.add_argument("--only", nargs="+", choices=("language", "client", "server", "load"))
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--loops", nargs="+", default=["asyncio", "uvloop"],
                     choices=("asyncio", "uvloop"))
     a = ap.parse_args()
-    sections = a.only or ["language", "client", "server"]
+    sections = a.only or ["language", "client", "server", "load"]
     repeats = a.repeats or (1 if a.quick else 3)
     res: dict[str, Any] = {"header": header()}
     if "language" in sections:
@@ -434,10 +438,24 @@ def main() -> None:
         res["client"] = bench_client(a.quick, repeats)
     if "server" in sections:
         res["server"] = bench_server(a.quick, a.loops, repeats)
+    if "load" in sections:
+        from load import bench_load
+
+        ref = Server("websockets", [PY, str(BENCH / "websockets_server.py"), "{port}",
+                                    "--loop", "uvloop"])
+        ref.start()
+        try:
+            res["load"] = bench_load(a.quick, repeats, ENV, ref)
+        finally:
+            ref.stop()
     out = BENCH / "out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     report(res)
+    if "load" in res:
+        from load import report_load
+
+        report_load(res["load"])
 
 
 if __name__ == "__main__":

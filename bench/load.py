@@ -1,0 +1,124 @@
+"""The `load` section of bench/run.py: evt as a load generator (the examples/load.evt
+shape: C connections of one declaration, each doing N sequential JSON round trips with
+`expect`) against the same load made by a plain Python client on the `websockets` library
+(bench/websockets_load.py), interleaved in one run, against the `websockets` echo server.
+The figure is round trips per CPU-second of the generator (user + system, start-up
+included for both); and the memory of an idle connection of each client."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+
+SHAPES = {50: 800, 1000: 40}  # C connections: N round trips each (40,000 round trips)
+QUICK_SHAPES = {50: 100, 1000: 5}
+IDLE_CONNS = 2000
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run_generator(cmd: list[str], env: dict[str, str], expected: int) -> float:
+    """Run one generator to its end; the round trips per CPU-second it made."""
+    before = _children_cpu()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+    cpu = _children_cpu() - before
+    if res.returncode != 0:
+        raise RuntimeError(f"{cmd[:4]} failed: {res.stderr[-800:]}")
+    return expected / cpu
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _idle_kib(cmd: list[str], env: dict[str, str], conns: int) -> float | None:
+    """RSS per idle connection of a client holding `conns` open, against one holding 1."""
+    sizes = []
+    for n in (1, conns):
+        proc = subprocess.Popen([a.replace("{n}", str(n)) for a in cmd], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline()
+        if "ready" not in line:
+            proc.kill()
+            return None
+        time.sleep(1.0)  # let it settle (idle memory, not a wait for an event)
+        sizes.append(_rss_kib(proc.pid))
+        proc.stdin.write("done\n")
+        proc.stdin.close()
+        proc.wait(timeout=120)
+    return round((sizes[1] - sizes[0]) / (conns - 1), 1)
+
+
+HOLD_EVT = """
+let n = 1
+let url = ""
+connection user { url = url; connect_timeout = 300s }
+on project start {
+    for i in range(n) { open user }
+    print "ready"
+}
+on input end { stop user }
+"""
+
+
+def bench_load(quick: bool, repeats: int, env: dict[str, str], server: Any) -> dict[str, Any]:
+    """`server` is a started bench.run.Server (the websockets echo server)."""
+    url = f"ws://127.0.0.1:{server.port}/"
+    shapes = QUICK_SHAPES if quick else SHAPES
+    out: dict[str, Any] = {"server": server.name, "shapes": {}}
+    for users, rounds in shapes.items():
+        total = users * rounds
+        evt_cmd = [PY, "-m", "lang", "run", "--set", f"url={url}", "--set", f"users={users}",
+                   "--set", f"rounds={rounds}", str(ROOT / "examples" / "load.evt")]
+        ws_cmd = [PY, str(BENCH / "websockets_load.py"), url, str(users), str(rounds),
+                  "--loop", "uvloop"]
+        evt_r, ws_r = [], []
+        for _ in range(repeats):
+            evt_r.append(_run_generator(evt_cmd, env, total))
+            ws_r.append(_run_generator(ws_cmd, env, total))
+        e, w = statistics.median(evt_r), statistics.median(ws_r)
+        out["shapes"][f"{users} conns x {rounds}"] = {
+            "evt_rtt_per_cpu_s": round(e), "websockets_rtt_per_cpu_s": round(w),
+            "ratio": round(e / w, 2)}
+    hold = BENCH / "out" / "hold.evt"
+    hold.parent.mkdir(exist_ok=True)
+    hold.write_text(HOLD_EVT)
+    conns = 200 if quick else IDLE_CONNS
+    out["idle_kib"] = {
+        "evt": _idle_kib([PY, "-m", "lang", "run", "--set", f"url={url}", "--set", "n={n}",
+                          str(hold)], env, conns),
+        "websockets": _idle_kib([PY, str(BENCH / "websockets_load.py"), url, "{n}", "0",
+                                 "--hold", "--loop", "uvloop"], env, conns),
+        "conns": conns}
+    return out
+
+
+def report_load(res: dict[str, Any]) -> None:
+    print(f"\n## load (evt as a load generator vs a websockets-library client, against "
+          f"{res['server']}; round trips per CPU-second of the generator)")
+    print("| shape | evt | websockets client | ratio (goal >= 1.0) |")
+    print("|---|---:|---:|---:|")
+    for shape, v in res["shapes"].items():
+        print(f"| {shape} | {v['evt_rtt_per_cpu_s']:,} | {v['websockets_rtt_per_cpu_s']:,} | "
+              f"{v['ratio']} |")
+    idle = res["idle_kib"]
+    print(f"\nidle memory per client connection ({idle['conns']:,} open): evt {idle['evt']} KiB, "
+          f"websockets {idle['websockets']} KiB")
+    sys.stdout.flush()
