@@ -330,7 +330,15 @@ class ClientEndpoint(Endpoint, ClientConnection):
 
     async def _close_all(self, code: int) -> None:
         every = dict.fromkeys([self, *self.members, *self.live])
-        closing = [ws for ws in (c.end() for c in every) if ws is not None]
+        closing = []
+        for c in every:
+            ws = c.end()
+            if ws is None:
+                continue
+            if c.inline:  # a handler running in its reader (maybe this one): the close is
+                await ws.close(code, "")  # sent here, the reader finishes the handshake
+            else:
+                closing.append(ws)
         if len(closing) == 1:
             await closing[0].close(code, "")
         elif closing:
