@@ -1,5 +1,5 @@
 """Static checks of SPEC §11's `open NAME [with MAP]`: a mixin of the Checker (it uses its
-symbols, error, _expr and _resolve). What a literal map says is judged here; a computed
+symbols, error and _expr). What a literal map says is judged here; a computed
 one is judged when it is evaluated (lang.endpoints.client)."""
 
 from __future__ import annotations

@@ -83,6 +83,7 @@ def waiting_functions(funcs: dict[Any, A.Func], force: bool = False) -> set[Any]
     return functions_with(funcs, WAITING_STMTS, force)
 
 
-# Statements (and `open`, which waits for a handshake) that may keep a handler waiting for long (while a receive handler waits, its
-# connection would not be read if the handler ran in the reader): such handlers are queued.
+# Statements (and `open`, which waits for a handshake) that may keep a handler waiting for
+# long (while a receive handler waits, its connection would not be read if the handler ran in
+# the reader): such handlers are queued.
 BLOCKING_STMTS = (A.Wait, A.Expect, A.Emit, A.ChangeScene, A.WaitUntil, A.Open)
