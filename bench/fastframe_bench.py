@@ -4,7 +4,7 @@
     python bench/fastframe_bench.py --only parse     # or: masker, send
     python bench/fastframe_bench.py --quick          # fewer repeats
 
-masker: ns per call of each masker (the big-integer XOR, wsaccel, wsproto's pure
+masker: ns per call of each masker (evt's C masker, the big-integer XOR, wsaccel, wsproto's pure
     XorMaskerSimple, fastframe's translate masker; the `websockets` library's C
     apply_mask as a reference when installed) for 32 B .. 1 MiB, and the ratio to wsaccel.
 parse: ns per frame to get whole messages from the bytes of masked client frames (the
@@ -93,15 +93,17 @@ def bench_masker(rounds: int, budget: float) -> None:
             "wsproto pure": lambda d=data: PURE(key).process(bytearray(d)),
             "fastframe translate": lambda d=data: fastframe._mask_translate(d, key),
         }
+        if "evt" in fastframe.MASKERS:
+            variants["evt C"] = lambda d=data: fastframe.MASKERS["evt"](d, key)
         if apply_mask is not None:
             variants["websockets C (ref.)"] = lambda d=data: apply_mask(d, key)
         want = variants["wsproto pure"]()
         assert all(bytes(v()) == want for v in variants.values())
         rows.append((size_label(n), interleaved(variants, 1, rounds, budget)))
     table("masking, ns per call", rows, "wsaccel")
-    print(f"fastframe.mask uses: {'wsaccel at every size' if fastframe._CMasker else 'pure'}"
-          f"; without wsaccel: big-integer XOR up to {fastframe.BIGINT_MAX} B, translate "
-          f"above")
+    used = next(name for name, m in fastframe.MASKERS.items() if m is fastframe.mask)
+    print(f"fastframe.mask uses: {used} at every size; with neither C masker: big-integer "
+          f"XOR up to {fastframe.BIGINT_MAX} B, translate above")
 
 
 # ---------------------------------------------------------------- parse

@@ -64,16 +64,23 @@ from typing import Any
 
 from wsproto.connection import Connection, ConnectionState
 
-__all__ = ["FrameParser", "frame", "mask", "mask_pure", "masking_key", "wsproto_in_step"]
+__all__ = ["MASKERS", "FrameParser", "frame", "mask", "mask_pure", "masking_key",
+           "wsproto_in_step"]
 
 # ---------------------------------------------------------------- masking
 #
-# Measured (bench/fastframe_bench.py --only masker, interleaved, CPython 3.11): the big-integer
-# XOR converts the payload to an int and back (about 1 ns per byte each way), so it never
-# beats wsaccel's C loop (1.5x its time at 32 B, 3x at 4 KiB and above), and it beats a
-# bytes.translate masker only up to about 500 B. Hence: wsaccel at every size when installed;
-# without it, the big-integer XOR up to BIGINT_MAX bytes and the translate masker above.
+# Measured (bench/fastframe_bench.py --only masker, interleaved, CPython 3.11): evt's own C
+# masker (lang/wire/_xormask.c, eight bytes at a time) beats wsaccel's byte loop at every size
+# from 32 B (about 20x at 64 KiB); the big-integer XOR converts the payload to an int and back
+# (about 1 ns per byte each way), so it never beats wsaccel (1.5x its time at 32 B, 3x at
+# 4 KiB and above), and it beats a bytes.translate masker only up to about 500 B. Hence: ours
+# when it was built, else wsaccel when installed, else the big-integer XOR up to BIGINT_MAX
+# bytes and the translate masker above.
 
+try:
+    from lang.wire._xormask import mask as _mask_own
+except ImportError:  # pragma: no cover - an install without a compiler
+    _mask_own = None
 try:
     from wsaccel.xormask import XorMaskerSimple as _CMasker
 except ImportError:  # pragma: no cover - the pure maskers are tested on their own
@@ -98,19 +105,25 @@ def _mask_translate(payload: Any, key: bytes) -> bytes:
 
 
 def mask_pure(payload: Any, key: bytes) -> bytes:
-    """XOR `payload` (any bytes-like) with the 4-byte `key` repeated (RFC 6455 §5.3), without
-    wsaccel."""
+    """XOR `payload` (any bytes-like) with the 4-byte `key` repeated (RFC 6455 §5.3), with
+    neither C masker."""
     if len(payload) <= BIGINT_MAX:
         return _mask_bigint(payload, key) if payload else b""
     return _mask_translate(payload, key)
 
 
-def _mask_c(payload: Any, key: bytes) -> bytes:
+def _mask_wsaccel(payload: Any, key: bytes) -> bytes:
     return _CMasker(key).process(payload)  # type: ignore[misc]
 
 
-mask = _mask_c if _CMasker is not None else mask_pure
-mask.__doc__ = mask_pure.__doc__
+MASKERS: dict[str, Any] = {"pure": mask_pure}
+if _CMasker is not None:
+    MASKERS["wsaccel"] = _mask_wsaccel
+if _mask_own is not None:
+    MASKERS["evt"] = _mask_own
+mask = MASKERS.get("evt") or MASKERS.get("wsaccel") or mask_pure
+"""XOR `payload` (any bytes-like) with the 4-byte `key` repeated (RFC 6455 §5.3): the fastest
+masker there is (MASKERS, by name)."""
 
 _keys: list[bytes] = []
 

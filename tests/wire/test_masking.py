@@ -1,6 +1,7 @@
-"""Masking, with the C accelerator (wsaccel) and with wsproto's pure-Python fallback: every payload size class (7-bit, 16-bit
-and 64-bit lengths) survives a client -> server -> client round trip through evt on both
-ends, text and binary; the masker given to wsproto turns its key across pieces as its own."""
+"""Masking, with a C masker (evt's own, lang/wire/_xormask.c, else wsaccel) and with wsproto's
+pure-Python fallback: every payload size class (7-bit, 16-bit and 64-bit lengths) survives a
+client -> server -> client round trip through evt on both ends, text and binary; every masker
+agrees with wsproto's on any payload cut into any pieces (the key turning across them)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ SIZES = [0, 1, 3, 125, 126, 127, 65535, 65536, 200_003]
 def masker(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
     used = transport.use_masking_accelerator(request.param == "accelerated")
     if request.param == "accelerated" and not used:
-        pytest.skip("wsaccel is not installed")
+        pytest.skip("no C masker: neither evt's own nor wsaccel")
     yield request.param
     transport.use_masking_accelerator(True)
 
@@ -74,6 +75,23 @@ def test_the_masker_in_use_matches_the_setting() -> None:
         transport.use_masking_accelerator(True)
 
 
+def test_evts_own_masker_was_built() -> None:
+    """`pip install -e .` builds it (setup.py; it needs a C compiler and Python's headers);
+    without it evt still works, on wsaccel's slower masker."""
+    assert "evt" in fastframe.MASKERS
+    assert fastframe.mask is fastframe.MASKERS["evt"]
+    assert transport._C_MASKER is transport._OwnMasker
+
+
+def test_the_maskers_reject_a_bad_key() -> None:
+    for name, masker in fastframe.MASKERS.items():
+        if name == "evt":
+            with pytest.raises(ValueError):
+                masker(b"data", b"abc")
+            with pytest.raises(ValueError):
+                masker(b"data", b"abcd", -1)
+
+
 @settings(max_examples=200, deadline=None)
 @given(payload=st.binary(max_size=70_000), key=st.binary(min_size=4, max_size=4),
        cuts=st.lists(st.integers(min_value=0, max_value=70_000), max_size=6))
@@ -92,6 +110,14 @@ def test_the_accelerated_masker_equals_wsprotos_over_any_pieces(
         transport.use_masking_accelerator(True)
         fast = frame_protocol.XorMaskerSimple(key)
         assert b"".join(bytes(fast.process(bytearray(p))) for p in pieces) == want
-        assert bytes(fastframe.mask(memoryview(payload), bytearray(key))) == want
+        for name, masker in fastframe.MASKERS.items():
+            assert bytes(masker(memoryview(payload), bytearray(key))) == want, name
+        for cls in (transport._OwnMasker, transport._AcceleratedMasker):
+            if cls is transport._OwnMasker and "evt" not in fastframe.MASKERS:
+                continue
+            if cls is transport._AcceleratedMasker and "wsaccel" not in fastframe.MASKERS:
+                continue
+            m = cls(key)
+            assert b"".join(bytes(m.process(bytearray(p))) for p in pieces) == want, cls
     finally:
         transport.use_masking_accelerator(True)

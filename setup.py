@@ -1,0 +1,9 @@
+"""The one thing pyproject.toml cannot say: evt's C masker, an optional extension.
+
+When it cannot be built (no compiler, no Python headers), the install goes on and evt masks
+with wsaccel, else in pure Python (lang/wire/frames.py says which is in use).
+"""
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("lang.wire._xormask", ["lang/wire/_xormask.c"],
+                             extra_compile_args=["-O3"], optional=True)])
