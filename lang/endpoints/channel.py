@@ -33,6 +33,8 @@ from lang.runtime.host import EndpointHost
 from lang.values import escape_remote, json_error, parse_json, to_json, to_str
 from lang.wire.frames import Closed, Limits
 
+INF = float("inf")
+
 if TYPE_CHECKING:
     from lang.compile import Compiler
     from lang.wire.connection import WebSocket
@@ -393,7 +395,9 @@ class Channel:
             inv.taken = set()
         taken = inv.taken
         scanned = since
-        with anyio.move_on_after(seconds):
+        deadline = anyio.current_time() + seconds
+        alarm = None  # the deadline wakes the wait as a message would (no cancel scope)
+        try:
             while True:
                 fresh = []  # what came since the last look, oldest first: a look costs
                 log = self.log  # what is new, not the whole log (a handler doing many
@@ -417,19 +421,26 @@ class Channel:
                 if not self.expect_can_wait():
                     return False, ("the connection closed before a matching message came"
                                    if was_open else "not connected")
+                if anyio.current_time() >= deadline:
+                    return False, None
                 if self._arrived is None:
                     self._arrived = anyio.Event()
                 if self._space is not None:  # a reader held back by a full queue reads on
                     self._space.set()
                     self._space = None
+                if alarm is None and deadline != INF:
+                    alarm = self.rt.alarm(deadline, self.wake_expect)
                 await self._arrived.wait()
-        return False, None
+        finally:
+            if alarm is not None:
+                alarm.cancel()
 
     def expect_can_wait(self) -> bool:
         return self.ws is not None and self.ws.closed is None
 
     def wake_expect(self) -> None:
-        """The connection ended: an `expect` waiting on it gives up now."""
+        """The connection ended (or an `expect`'s deadline passed): every `expect` waiting
+        on it looks again."""
         if self._arrived is not None:
             self._arrived.set()
             self._arrived = None

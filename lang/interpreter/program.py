@@ -41,6 +41,7 @@ from lang.interpreter.events import (
     SceneInfo,
 )
 from lang.runtime import stdio as io_
+from lang.runtime.alarms import Alarms
 from lang.runtime.core import (
     AssertFailed,
     ExitRequest,
@@ -54,6 +55,7 @@ from lang.runtime.core import (
 from lang.runtime.sources import Source
 from lang.runtime.timers import TimerHandle, TimerSpec
 from lang.values import equals, os_text, to_repr
+from lang.wire.keepalive import KeepAlive
 
 
 class Runtime(Declarations, Actions):
@@ -102,6 +104,7 @@ class Runtime(Declarations, Actions):
         self.done = anyio.Event()
         self.tg: anyio.abc.TaskGroup | None = None
         self._keepalive: Any = None
+        self._alarms: Any = None
         self.compiler = Compiler(self, builtins)
         self.declare_global("args", [os_text(a) for a in args or []])
 
@@ -163,11 +166,17 @@ class Runtime(Declarations, Actions):
     def keep_alive(self, ws: Any) -> None:
         """Keep-alive pings for a connection: one scheduler task for all of them."""
         if self._keepalive is None:
-            from lang.wire.keepalive import KeepAlive
-
             self._keepalive = KeepAlive(self.spawn)
             self.spawn(self._keepalive.run)
         self._keepalive.add(ws)
+
+    def alarm(self, deadline: float, fire: Callable[[], Any]) -> Any:
+        """Call `fire()` once `deadline` has passed (an `expect`'s `within`): one task for all
+        of them; the handle's cancel() withdraws it."""
+        if self._alarms is None:
+            self._alarms = Alarms()
+            self.spawn(self._alarms.run)
+        return self._alarms.at(deadline, fire)
 
     def request_exit(self, code: int | None) -> None:
         """`exit`, a failed assert, or the REPL's end: nothing more runs but the shutdown."""

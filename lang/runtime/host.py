@@ -104,6 +104,8 @@ class EndpointHost(Protocol):
     until_event: Any
     verbose: bool
 
+    def alarm(self, deadline: float, fire: Callable[[], Any]) -> Any: ...
+
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0,
                        since: int | None = None) -> None: ...
 
