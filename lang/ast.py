@@ -251,6 +251,24 @@ class WaitUntil(Stmt):
 
 
 @_node
+class Count(Stmt):
+    """`count NAME [VALUE]` (SPEC §12): adds VALUE (default 1) to the counter NAME."""
+
+    name: str
+    value: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Measure(Stmt):
+    """`measure NAME VALUE` (SPEC §12): a sample of the trend NAME."""
+
+    name: str
+    value: Expr
+    span: Span = _sp()
+
+
+@_node
 class Start(Stmt):
     target: Expr
     span: Span = _sp()
@@ -408,6 +426,23 @@ class Import(Node):
 
 
 @_node
+class Threshold(Node):
+    """`threshold METRIC[TAG].STAT OP VALUE` (SPEC §12), judged when the run ends; `text`
+    is the condition as written (for the breach message)."""
+
+    metric: str
+    tag: str | None
+    stat: str | None
+    op: str
+    value: float
+    text: str
+    span: Span = _sp()
+    tag_span: Span = _sp()
+    stat_span: Span = _sp()
+    op_span: Span = _sp()
+
+
+@_node
 class Module(Node):
     """One parsed file (imports not yet followed)."""
 
@@ -416,4 +451,4 @@ class Module(Node):
     span: Span = _sp()
 
 
-Decl = Connection | Server | Let | Func | Handler | Timer | Scene | Import
+Decl = Connection | Server | Let | Func | Handler | Timer | Scene | Import | Threshold

@@ -41,6 +41,20 @@ def _parser() -> argparse.ArgumentParser:
                           "websocket error, as a failed assert does")
     run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=api.default_loop(),
                      help="event loop (default: $EVT_LOOP, else uvloop where installed)")
+    metrics = run.add_argument_group("metrics (SPEC §12)")
+    metrics.add_argument("--summary", action="store_true",
+                         help="print every metric and threshold to stderr at the end")
+    metrics.add_argument("--threshold", dest="thresholds", action="append", default=[],
+                         metavar="EXPR", help="add a threshold, as `threshold EXPR` would "
+                                              "(e.g. 'ws_expect_duration.p95 < 200ms')")
+    metrics.add_argument("--metrics-out", metavar="FILE",
+                         help="write a JSON line with every metric each second, and at the end")
+    metrics.add_argument("--metrics-listen", metavar="HOST:PORT",
+                         help="serve the metrics in the Prometheus format on "
+                              "http://HOST:PORT/metrics")
+    metrics.add_argument("--no-metrics", action="store_true",
+                         help="measure nothing (thresholds, --summary and metric() then have "
+                              "nothing to read)")
     run.add_argument("file", metavar="FILE")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
 
@@ -172,14 +186,72 @@ def cmd_run(opts: argparse.Namespace) -> int:
         _err(f"evt: error: {e}")
         return 2
 
+    extra, code = cli_thresholds(opts.thresholds, decls, builtins)
+    if extra is None:
+        return code
+    listen = None
+    if opts.metrics_listen is not None:
+        try:
+            listen = host_port(opts.metrics_listen)
+        except ValueError as e:
+            _err(f"evt: error: --metrics-listen: {e}")
+            return 2
+
     from lang.runtime.stdio import Stdio
 
     rt = api.make_runtime(builtins, args=list(opts.args), verbose=opts.verbose,
-                          trace=opts.trace, stdio=Stdio())
+                          trace=opts.trace, stdio=Stdio(), metrics=not opts.no_metrics)
     rt.fail_fast = opts.fail_fast
     try:
-        inits = api.install(rt, decls, overrides)
+        inits = api.install(rt, decls + extra, overrides)
     except RecursionError:
         _err(too_deep(opts.file))
         return 3
+    if rt.metrics is not None:
+        from lang.interpreter.measuring import Measuring, MeasuringOptions
+
+        rt.measuring = Measuring(rt.metrics, MeasuringOptions(
+            summary=opts.summary, out_path=opts.metrics_out, listen=listen),
+            thresholds=rt.thresholds, say=rt.diag)
+    elif rt.thresholds or opts.summary or opts.metrics_out or listen:
+        _err("evt: warning: --no-metrics: nothing is measured, so thresholds, --summary, "
+             "--metrics-out and --metrics-listen have nothing to report")
     return api.run(rt, inits, opts.loop, warn=_err)
+
+
+def cli_thresholds(texts: list[str], decls: list[A.Node], builtins: dict[str, Any]
+                   ) -> tuple[list[A.Node] | None, int]:
+    """--threshold EXPR options, parsed and checked as `threshold EXPR` lines of the
+    script: (the declarations, 0), or (None, 2) once their problems are printed."""
+    from lang.check import check
+    from lang.errors import EvtSyntaxError
+    from lang.syntax.parser import parse_module
+
+    out: list[A.Node] = []
+    bad = False
+    for text in texts:
+        try:
+            parsed = parse_module(f"threshold {text}", "--threshold").decls
+        except EvtSyntaxError as e:
+            _err(e.format())
+            bad = True
+            continue
+        if len(parsed) != 1 or not isinstance(parsed[0], A.Threshold):
+            _err(f"evt: error: --threshold takes one condition, got '{text}'")
+            bad = True
+            continue
+        out.append(parsed[0])
+    if out and not bad:
+        problems = [d for d in check(decls + out, builtins) if d.span.file == "--threshold"]
+        for d in problems:
+            _err(d.format())
+        bad = bool(problems)
+    return (None, 2) if bad else (out, 0)
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """HOST:PORT ([v6]:PORT too; PORT 0 picks a free one)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"expected HOST:PORT, got '{text}'")
+    return host.strip("[]"), int(port)

@@ -51,3 +51,19 @@ def connections(conn: Any) -> list:
 def peers(server: Any) -> list:
     """The open peers of a server, as a list."""
     return _endpoint("peers", "server", server, ("server",), "a server").evt_peers()
+
+
+@builtin("websocket", context=True)
+def metric(rt: Any, name: Any, stat: Any, tag: Any = None) -> Any:
+    """A metric now (SPEC §12): STAT is one of count rate avg min med max p90 p95 p99; TAG a
+    connection's or server's name, or the connection itself (the built-in metrics are kept per
+    declaration). null for
+    an unknown metric, stat or tag, for a trend without samples, and with --no-metrics."""
+    name = args.string("metric", 1, "name", name)
+    stat = args.string("metric", 2, "stat", stat)
+    if getattr(tag, "evt_type", None) in ("connection", "server", "peer"):
+        tag = getattr(tag, "endpoint", tag).name  # a handle or a peer: its declaration's
+    elif tag is not None:
+        tag = args.string("metric", 3, "tag", tag)
+    registry = rt.metrics
+    return None if registry is None else registry.read(name, stat, tag)

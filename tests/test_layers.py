@@ -23,14 +23,15 @@ LAYERS: dict[str, set[str]] = {
     "values": {"base"},  # lang.values, lang.ops, lang.config
     "wire": set(),  # the WebSocket protocol over anyio: nothing of evt
     "syntax": {"base"},
+    "metrics": {"base"},  # SPEC §12's registry and outputs: nothing of the language
     "stdlib": {"base", "values"},
-    "check": {"base", "values", "syntax"},
+    "check": {"base", "values", "syntax", "metrics"},
     "compile": {"base", "values", "runtime"},
     "runtime": {"base", "values"},
     "endpoints": {"base", "values", "runtime", "compile", "wire"},
-    "interp": {"base", "values", "runtime", "compile", "endpoints", "check"},
+    "interp": {"base", "values", "runtime", "compile", "endpoints", "check", "metrics"},
     "front": {"base", "values", "syntax", "check", "compile", "runtime", "endpoints",
-              "interp", "stdlib", "wire"},
+              "interp", "stdlib", "wire", "metrics"},
 }
 
 
@@ -48,7 +49,7 @@ def layer_of(module: str) -> str:
         return "base"
     if sub in ("values", "ops", "config"):
         return "values"
-    if sub in ("wire", "syntax", "check", "compile", "runtime", "endpoints"):
+    if sub in ("wire", "syntax", "check", "compile", "runtime", "endpoints", "metrics"):
         return sub
     if sub in ("interp",):
         return "interp"

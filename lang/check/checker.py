@@ -20,6 +20,7 @@ from lang import config
 from lang.ast import Span
 from lang.check.instances import InstanceChecks
 from lang.check.literals import NOT_LITERAL, literal_value
+from lang.check.metrics import MetricChecks
 from lang.errors import SOURCES, Diagnostic
 from lang.wire.codes import SENDABLE, valid_close_code
 
@@ -42,6 +43,8 @@ class Symbols:
     globals: dict[str, Span] = field(default_factory=lambda: {"args": A.NOSPAN})
     funcs: dict[str, int] = field(default_factory=dict)
     scenes: dict[str, SceneSymbols] = field(default_factory=dict)
+    # the script's own metrics (SPEC §12): name -> ("counter" | "trend", first use)
+    metrics: dict[str, tuple[str, Span]] = field(default_factory=dict)
 
 
 @dataclass
@@ -54,7 +57,7 @@ class _Body:
     loops: int = 0
 
 
-class Checker(InstanceChecks):
+class Checker(InstanceChecks, MetricChecks):
     def __init__(self, builtins: dict[str, Any], symbols: Symbols | None = None,
                  repl: bool = False) -> None:
         self.builtins = builtins
@@ -64,6 +67,7 @@ class Checker(InstanceChecks):
         self._repl_body: _Body | None = None
         self._func_spans: dict[str, Span] = {}
         self._scene_spans: dict[str, Span] = {}
+        self._thresholds: list[A.Threshold] = []
 
     # ------------------------------------------------------------ entry points
 
@@ -78,6 +82,10 @@ class Checker(InstanceChecks):
         for d in decls:
             if not isinstance(d, A.Let):
                 self._checked(d)
+        # thresholds last: the script's metrics are made by the statements that name them
+        thresholds, self._thresholds = self._thresholds, []
+        for t in thresholds:
+            self._threshold(t)
         self.diags.sort(key=lambda d: SOURCES.order_key(d.span))
         return self.diags
 
@@ -161,6 +169,8 @@ class Checker(InstanceChecks):
             self._scene(d)
         elif isinstance(d, A.Import):
             pass  # the loader follows imports before checking
+        elif isinstance(d, A.Threshold):
+            self._thresholds.append(d)
         elif isinstance(d, A.Stmt):  # the REPL: one input's statements share one body
             if self._repl_body is None:
                 self._repl_body = _Body("repl", None, [{}])

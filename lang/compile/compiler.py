@@ -20,6 +20,7 @@ from typing import Any
 from lang import ast as A
 from lang.compile.expressions import ExpressionCompiler
 from lang.compile.instances import InstanceExpressions
+from lang.compile.metrics import MetricStatements
 from lang.compile.smaller import SmallerStatements
 from lang.compile.statements import StatementCompiler
 from lang.compile.support import Compiled, Layout, Scope, sequence
@@ -28,7 +29,8 @@ from lang.runtime.host import CompilerHost
 # ---------------------------------------------------------------- the compiler
 
 
-class Compiler(StatementCompiler, SmallerStatements, InstanceExpressions, ExpressionCompiler):
+class Compiler(StatementCompiler, SmallerStatements, MetricStatements, InstanceExpressions,
+               ExpressionCompiler):
     """Compiles bodies for one Runtime. The runtime owns the variables, functions and
     endpoints; the compiler resolves names against it."""
 

@@ -19,6 +19,7 @@ Rules of this module:
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,14 @@ from lang.values import escape_remote, json_error, parse_json, to_json, to_str
 from lang.wire.frames import Closed, Limits
 
 INF = float("inf")
+clock = time.monotonic  # metrics' clock (SPEC §12)
+
+
+def payload_size(msg: str | bytes) -> int:
+    """A message's payload bytes (data_sent, data_received): a text's UTF-8 length."""
+    if type(msg) is bytes or msg.isascii():  # type: ignore[union-attr]
+        return len(msg)
+    return len(msg.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
 
 if TYPE_CHECKING:
     from lang.compile import Compiler
@@ -105,6 +114,8 @@ class Endpoint:
         # `expect`; such an event keeps the message log from the moment it happens
         self.expecting: frozenset[str] = frozenset()
         self.receive_key = ("ws", "receive", self.name)
+        # its built-in metrics (SPEC §12: tagged with its name), None with --no-metrics
+        self.tally = rt.metrics.tally(self.name) if rt.metrics is not None else None
 
     def __repr__(self) -> str:
         return f"<{self.evt_type} {self.name}>"
@@ -141,6 +152,8 @@ class Endpoint:
         key = ("ws", "error", self.name)
         if rt.shutting_down:
             return
+        if self.tally is not None:
+            self.tally.errors += 1
         if rt.has_handlers(key):
             source = peer.source if isinstance(peer, Channel) else self.source_for_errors()
             source.post(lambda: rt.dispatch(key, message, peer if peer is not None else None))
@@ -154,6 +167,8 @@ class Endpoint:
         key = ("ws", "error", self.name)
         if rt.shutting_down:
             return
+        if self.tally is not None:
+            self.tally.errors += 1
         if rt.has_handlers(key):
             await rt.dispatch(key, message, peer)
         else:
@@ -188,8 +203,8 @@ class Endpoint:
 class Channel:
     """One live WebSocket as a source of evt events (a client connection, or a peer)."""
 
-    __slots__ = ("_arrived", "_space", "endpoint", "inline", "log", "max_queue", "pending",
-                 "rt", "source", "ws")
+    __slots__ = ("_arrived", "_space", "endpoint", "inline", "log", "max_queue", "opened_at",
+                 "pending", "rt", "source", "tally", "ws")
 
     def __init__(self, endpoint: Endpoint) -> None:
         from lang.runtime.sources import Source
@@ -204,6 +219,22 @@ class Channel:
         self.log: deque[tuple[int, Any]] | None = None  # made while a handler may `expect`
         self._arrived: anyio.Event | None = None
         self.max_queue = int(endpoint.config["max_queue"])
+        self.tally = endpoint.tally
+        self.opened_at = 0.0
+
+    def session_began(self) -> None:
+        """The handshake is done (ws_sessions, and the clock of ws_session_duration)."""
+        tally = self.tally
+        if tally is not None:
+            tally.sessions += 1
+            tally.open += 1
+            self.opened_at = clock()
+
+    def session_ended(self) -> None:
+        tally = self.tally
+        if tally is not None:
+            tally.open -= 1
+            tally.session_duration.add(clock() - self.opened_at)
 
     @property
     def peer_value(self) -> Any:
@@ -216,6 +247,11 @@ class Channel:
         """Called by the transport's reader for each whole message."""
         rt = self.rt
         rt.message_seq += 1
+        tally = self.tally
+        if tally is not None:
+            tally.msgs_received += 1
+            tally.data_received += len(msg) if type(msg) is bytes or msg.isascii() \
+                else payload_size(msg)  # type: ignore[union-attr]
         if rt.expect_active:
             if self.log is None:
                 self.log = deque(maxlen=EXPECT_LOG)
@@ -368,7 +404,9 @@ class Channel:
         if self.rt.expect_active or inv.marks is not None:
             if inv.marks is None:
                 inv.marks = {}
+                inv.sent_at = {}
             inv.marks[self] = self.rt.message_seq
+            inv.sent_at[self] = clock()
         ws = self.ws
         if ws is None or ws.closed is not None:
             self.endpoint.report_error(f"{self.label}: not connected", self.peer_value)
@@ -377,6 +415,11 @@ class Channel:
             await ws.send(data, self.inline)
         except ConnectionError as e:
             self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
+            return
+        tally = self.tally
+        if tally is not None:
+            tally.msgs_sent += 1
+            tally.data_sent += payload_size(data)
 
     async def evt_close(self, code: int, reason: str, span: A.Span) -> None:
         ws = self.ws
@@ -417,6 +460,11 @@ class Channel:
                         continue
                     if await matches(value):
                         taken.add(seq)
+                        tally = self.tally
+                        if tally is not None:  # ws_expect_duration: reply latency
+                            sent = inv.sent_at.get(self) if inv.sent_at else None
+                            tally.expect_duration.add(
+                                clock() - (sent if sent is not None else inv.started))
                         return True, value
                 if not self.expect_can_wait():
                     return False, ("the connection closed before a matching message came"

@@ -24,7 +24,7 @@ import anyio
 
 from lang import ast as A
 from lang import config
-from lang.endpoints.channel import Channel, Endpoint, closed_value, limits_of
+from lang.endpoints.channel import Channel, Endpoint, clock, closed_value, limits_of
 from lang.errors import EvtRuntimeError
 from lang.runtime.host import EndpointHost
 from lang.values import type_name
@@ -165,11 +165,15 @@ class ClientConnection(Channel):
                     self.scope = scope
                     self.state = "connecting"
                     self.say(f"connecting to {self.url()}")
+                    began = clock()
                     try:
                         ws = await connect(self._options(), on_failure=self._failure,
                                            on_frame=self.endpoint.tracer(self.label))
                     except TransportError as e:
                         failure = e
+                    else:
+                        if self.tally is not None:  # ws_connecting: TCP + TLS + handshake
+                            self.tally.connecting.add(clock() - began)
                 self.scope = None
                 if ws is not None and (self._restart or not self.wanted):
                     await ws.close(1000, "")  # stopped (and started again) as it connected
@@ -240,12 +244,18 @@ class ClientConnection(Channel):
         sub = f" (subprotocol {ws.peer.subprotocol})" if ws.peer.subprotocol else ""
         self.say(f"connected to {self.url()}{sub}")
         await self._first_over()
+        self.session_began()
         self.post_event("start", None)
         ws.spawn = self.rt.spawn
+        if self.tally is not None:
+            ws.on_pong = self.tally.ping.add
         self.rt.keep_alive(ws)
         live = self.endpoint.live
         live[self] = None  # until its session is over, whatever cut it short
-        closed = await ws.run(self.on_message)
+        try:
+            closed = await ws.run(self.on_message)
+        finally:
+            self.session_ended()
         live.pop(self, None)
         self.say(f"closed {close_text(closed.code, closed.reason)}"
                  f"{'' if closed.clean else ', not clean'}")

@@ -32,7 +32,14 @@ from anyio.streams.tls import TLSStream
 
 from lang import ast as A
 from lang.config import split_listen
-from lang.endpoints.channel import Channel, Endpoint, closed_value, encode, limits_of
+from lang.endpoints.channel import (
+    Channel,
+    Endpoint,
+    closed_value,
+    encode,
+    limits_of,
+    payload_size,
+)
 from lang.errors import EvtRuntimeError
 from lang.runtime.host import EndpointHost
 from lang.values import to_str, type_name
@@ -112,8 +119,11 @@ class PeerChannel(Channel):
         ws = self.ws
         assert ws is not None
         self.server.verbose(f"peer {self.id} connected from {ws.peer.remote}")
+        self.session_began()
         self.post_event("start", None)
         ws.spawn = self.rt.spawn
+        if self.tally is not None:
+            ws.on_pong = self.tally.ping.add
         self.rt.keep_alive(ws)
 
     def ended(self, closed: Closed) -> None:
@@ -313,7 +323,11 @@ class ServerEndpoint(Endpoint):
             self.peers[peer.id] = peer
             try:
                 peer.opened()
-                peer.ended(await ws.run(peer.on_message))
+                try:
+                    closed = await ws.run(peer.on_message)
+                finally:
+                    peer.session_ended()
+                peer.ended(closed)
             finally:
                 if not self.rt.stopping:  # at the program's end the shutdown closes it
                     del self.peers[peer.id]
@@ -389,6 +403,7 @@ class ServerEndpoint(Endpoint):
         except EvtRuntimeError as e:
             e.span = span
             raise
+        sent = 0
         for peer in list(self.peers.values()):
             ws = peer.ws
             if peer is except_ or ws is None or not ws.open:
@@ -396,6 +411,11 @@ class ServerEndpoint(Endpoint):
             if not ws.enqueue(data):  # the error event comes from fail()
                 self.rt.spawn(ws.fail, 1008, f"too slow to keep up with broadcasts "
                               f"({to_str(ws.out_limit)} bytes waiting)", "too slow")
+            else:
+                sent += 1
+        if sent and self.tally is not None:
+            self.tally.msgs_sent += sent
+            self.tally.data_sent += sent * payload_size(data)
 
 
 async def _close_quietly(stream: anyio.abc.ByteStream) -> None:

@@ -127,6 +127,8 @@ class Declarations:
                 self._compile_scene(d)
             elif isinstance(d, A.Connection | A.Server):
                 self.endpoints[d.name].compile_config(self.compiler)
+            elif isinstance(d, A.Threshold):
+                self.thresholds.append(d)
         self._update_watched()
         self._update_endpoints()
         return done

@@ -40,6 +40,7 @@ from lang.interpreter.events import (
     Handler,
     SceneInfo,
 )
+from lang.metrics.registry import Registry
 from lang.runtime import stdio as io_
 from lang.runtime.alarms import Alarms
 from lang.runtime.core import (
@@ -63,8 +64,8 @@ class Runtime(Declarations, Actions):
 
     def __init__(self, *, builtins: dict[str, Any], args: list[str] | None = None,
                  out: TextIO | None = None, err: TextIO | None = None, verbose: bool = False,
-                 trace: bool = False, repl: bool = False, stdio: io_.Stdio | None = None
-                 ) -> None:
+                 trace: bool = False, repl: bool = False, stdio: io_.Stdio | None = None,
+                 metrics: bool = True) -> None:
         raise_recursion_limit()
         self.builtins = builtins
         self.out = out
@@ -105,6 +106,10 @@ class Runtime(Declarations, Actions):
         self.tg: anyio.abc.TaskGroup | None = None
         self._keepalive: Any = None
         self._alarms: Any = None
+        self.metrics = Registry() if metrics else None  # SPEC §12 (None: --no-metrics)
+        self.thresholds: list[A.Threshold] = []
+        self.measuring: Any = None  # lang.interpreter.measuring.Measuring, set by the CLI
+        self.breached = False  # a threshold was breached
         self.compiler = Compiler(self, builtins)
         self.declare_global("args", [os_text(a) for a in args or []])
 
@@ -195,8 +200,8 @@ class Runtime(Declarations, Actions):
         if self.signal_code is not None:
             return self.signal_code
         if self.exit_code is not None and self.exit_code >= 0:
-            return self.exit_code
-        return 1 if self.failed else 0
+            return self.exit_code or (1 if self.breached else 0)
+        return 1 if self.failed or self.breached else 0
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(seconds)
@@ -374,6 +379,14 @@ class Runtime(Declarations, Actions):
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(self._watch_signals)
+            if self.metrics is not None:
+                self.metrics.started = self.metrics.clock()
+            if self.measuring is not None:
+                problem = await self.measuring.start(outer)
+                if problem is not None:
+                    self.diag(f"evt: error: {problem}")
+                    self.measuring = None
+                    self.request_exit(2)
             async with anyio.create_task_group() as tg:
                 self.tg = tg
                 self.hold()  # held until start-up is over, so the program cannot end early
@@ -390,6 +403,8 @@ class Runtime(Declarations, Actions):
                 self.stopping = True  # what is cancelled now is ended by the shutdown
                 tg.cancel_scope.cancel()
             await self.shutdown()
+            if self.measuring is not None:
+                self.breached = self.measuring.finish()
             await self._flush_output()
             outer.cancel_scope.cancel()
         return self.final_code()

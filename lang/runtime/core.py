@@ -10,6 +10,7 @@ Rules of this module:
 from __future__ import annotations
 
 import signal
+import time
 from typing import Any
 
 import anyio.lowlevel
@@ -44,10 +45,14 @@ def signal_exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
+_clock = time.monotonic
+
+
 class Inv:
     """One invocation of a handler, a function's caller chain, or a timer block run."""
 
-    __slots__ = ("depth", "marks", "rt", "span", "start_seq", "taken", "what")
+    __slots__ = ("depth", "marks", "rt", "sent_at", "span", "start_seq", "started", "taken",
+                 "what")
 
     def __init__(self, rt: Any, what: str, span: Span, depth: int = 0) -> None:
         self.rt = rt
@@ -55,8 +60,10 @@ class Inv:
         self.span = span
         self.depth = depth
         self.marks: dict[Any, int] | None = None  # expect: per target, the seq of the last send
+        self.sent_at: dict[Any, float] | None = None  # ... and when it was sent (metrics)
         self.taken: set[int] | None = None  # expect: messages already matched
         self.start_seq = rt.message_seq
+        self.started = _clock()  # ws_expect_duration's start when nothing was sent
 
 
 class FuncCell:

@@ -41,6 +41,7 @@ class CompilerHost(Protocol):
     funcs: dict[str, FuncCell]
     global_slots: Any
     globals: list[Any]
+    metrics: Any  # lang.metrics.registry.Registry, or None (--no-metrics)
     watched: Any
 
     async def broadcast(self, target: Any, value: Any, mode: str | None, except_: Any,
@@ -98,6 +99,7 @@ class EndpointHost(Protocol):
     handlers: Any
     lifecycle: Any
     message_seq: int
+    metrics: Any  # lang.metrics.registry.Registry, or None (--no-metrics)
     shutting_down: bool
     stopping: bool
     trace: bool

@@ -40,13 +40,13 @@ _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE
               "IN", "NOT_IN", "AND", "OR", "LSQB", "DOT"}
 _STMT_START = {"LET", "IF", "WHILE", "FOR", "BREAK", "CONTINUE", "RETURN", "WAIT", "AFTER",
                "EVERY", "START", "STOP", "SEND", "BROADCAST", "CLOSE", "EMIT", "CHANGE",
-               "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL"}
+               "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL", "COUNT", "MEASURE"}
 _DECL_START = {"CONNECTION", "SERVER", "LET", "FUNC", "ON", "EVERY", "AFTER", "SCENE", "IMPORT"}
 _DECL_WORDS = "connection, server, let, func, on, every, after, scene or import"
 _KEYWORD_TYPES = _STMT_START | _DECL_START | {
     "PROJECT", "WEBSOCKET", "RECEIVE", "ERROR", "EVENT", "INPUT", "AS", "FROM", "TEXT",
     "BINARY", "JSON", "ELSE", "IN", "EXCEPT", "WHERE", "WITHIN", "AND", "OR", "NOT", "TRUE",
-    "FALSE", "NULL", "OPEN", "WITH"}
+    "FALSE", "NULL", "OPEN", "WITH", "THRESHOLD"}
 _MISSPELLED = {"def": "func", "function": "func", "fn": "func", "fun": "func", "var": "let",
                "const": "let", "elif": "else if", "elseif": "else if", "elsif": "else if",
                "connect": "connection", "when": "on", "puts": "print", "echo": "print",

@@ -230,6 +230,8 @@ _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 # `open and ready`, `open(x)` or `open + 1`: there it is a variable or a function)
 _OPEN_AHEAD = re.compile(r"[ \t\f]+(?!(?:and|or|not|in|if|else|except|where|within|with)"
                          r"(?![A-Za-z0-9_]))[A-Za-z_]")
+# the same for SPEC §12's `count x`, `measure x v` and (at the REPL's prompt) `threshold`
+_BEFORE_A_NAME = {"OPEN", "COUNT", "MEASURE", "THRESHOLD"}
 _OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
 # A line that ends with a binary operator (or a '.') goes on on the next line
 # (`let x = a +` / `  b`). Not after '=' or ',': there an unfinished line is more often a
@@ -331,7 +333,8 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     # the value sent, a variable
                 elif ttype == "UNTIL" and _ENDS_HERE.match(text, end):
                     ttype = "NAME"  # `wait until` alone waits for a variable named until
-                elif ttype == "OPEN" and "NAME" in acts and not _OPEN_AHEAD.match(text, end):
+                elif ttype in _BEFORE_A_NAME and "NAME" in acts and \
+                        not _OPEN_AHEAD.match(text, end):
                     ttype = "NAME"
                 tok = Tok(ttype, value, line, col, pos, end)
                 pos = end

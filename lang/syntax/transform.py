@@ -20,6 +20,7 @@ from lang import ast as A
 from lang.ast import Span
 from lang.limits import MAX_INT_DIGITS
 from lang.syntax.instances import InstanceSyntax
+from lang.syntax.metrics import MetricSyntax
 from lang.syntax.smaller import SmallerAdditions
 
 # ---------------------------------------------------------------- literals
@@ -219,7 +220,7 @@ def _t(tok: Any) -> str:
     return tok.type if isinstance(tok, Tok) else ""
 
 
-class ToAst(SmallerAdditions, InstanceSyntax, Transformer):
+class ToAst(SmallerAdditions, InstanceSyntax, MetricSyntax, Transformer):
     """Shapes Lark's rule callbacks into lang.ast nodes; judges nothing."""
 
     def __init__(self) -> None:

@@ -25,6 +25,7 @@ Rules of this module (it knows nothing of evt):
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -90,8 +91,8 @@ class WebSocket(Closing):
                  "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
                  "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
                  "_writers", "_writing", "client", "closed", "conn", "fast", "late_bytes",
-                 "limits", "messages_in", "on_failure", "on_frame", "out_limit", "pauses",
-                 "peer", "plain", "spawn", "stream", "unpause")
+                 "limits", "messages_in", "on_failure", "on_frame", "on_pong", "out_limit",
+                 "pauses", "peer", "plain", "spawn", "stream", "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -103,6 +104,7 @@ class WebSocket(Closing):
         self.limits = limits
         self.peer = peer
         self.on_failure = on_failure  # told why we fail a connection (oversize, bad data...)
+        self.on_pong: Callable[[float], None] | None = None  # told each ping's round trip (s)
         self.on_frame = on_frame  # --trace: ("<" or ">", kind, payload)
         self.closed: Closed | None = None
         # writing: one task writes at a time, the outbox in order (see "sending" below)
@@ -514,9 +516,12 @@ class WebSocket(Closing):
         written = False
         self._pong = anyio.Event()
         with anyio.move_on_after(self.limits.ping_timeout) as scope:
+            sent = time.monotonic()
             await self.ping(b"evt")
             written = True
             await self._pong.wait()
+            if self.on_pong is not None:
+                self.on_pong(time.monotonic() - sent)
         self._pong = None
         if scope.cancelled_caught and self.closed is None:
             if written and (self.unpause is not None or self.pauses != pauses):
