@@ -229,9 +229,10 @@ def cli_thresholds(texts: list[str], decls: list[A.Node], builtins: dict[str, An
 
     out: list[A.Node] = []
     bad = False
-    for text in texts:
+    for i, text in enumerate(texts):
+        where = "--threshold" if i == 0 else f"--threshold[{i + 1}]"  # each its own source
         try:
-            parsed = parse_module(f"threshold {text}", "--threshold").decls
+            parsed = parse_module(f"threshold {text}", where).decls
         except EvtSyntaxError as e:
             _err(e.format())
             bad = True
@@ -242,7 +243,8 @@ def cli_thresholds(texts: list[str], decls: list[A.Node], builtins: dict[str, An
             continue
         out.append(parsed[0])
     if out and not bad:
-        problems = [d for d in check(decls + out, builtins) if d.span.file == "--threshold"]
+        problems = [d for d in check(decls + out, builtins)
+                    if d.span.file.startswith("--threshold")]
         for d in problems:
             _err(d.format())
         bad = bool(problems)
