@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--metrics-listen", metavar="HOST:PORT",
                          help="serve the metrics in the Prometheus format on "
                               "http://HOST:PORT/metrics")
+    metrics.add_argument("--report-html", metavar="FILE",
+                         help="write a self-contained HTML report at the end")
+    metrics.add_argument("-q", "--quiet", action="store_true",
+                         help="no live progress line on a terminal")
     metrics.add_argument("--no-metrics", action="store_true",
                          help="measure nothing (thresholds, --summary and metric() then have "
                               "nothing to read)")
@@ -199,8 +203,9 @@ def cmd_run(opts: argparse.Namespace) -> int:
 
     from lang.runtime.stdio import Stdio
 
+    stdio = Stdio()
     rt = api.make_runtime(builtins, args=list(opts.args), verbose=opts.verbose,
-                          trace=opts.trace, stdio=Stdio(), metrics=not opts.no_metrics)
+                          trace=opts.trace, stdio=stdio, metrics=not opts.no_metrics)
     rt.fail_fast = opts.fail_fast
     try:
         inits = api.install(rt, decls + extra, overrides)
@@ -210,13 +215,22 @@ def cmd_run(opts: argparse.Namespace) -> int:
     if rt.metrics is not None:
         from lang.interpreter.measuring import Measuring, MeasuringOptions
 
+        progress = stdio if _is_terminal(2) and not opts.quiet else None
         rt.measuring = Measuring(rt.metrics, MeasuringOptions(
-            summary=opts.summary, out_path=opts.metrics_out, listen=listen),
-            thresholds=rt.thresholds, say=rt.diag)
-    elif rt.thresholds or opts.summary or opts.metrics_out or listen:
+            summary=opts.summary, out_path=opts.metrics_out, listen=listen,
+            report_html=opts.report_html, title=os.path.basename(opts.file),
+            progress=progress), thresholds=rt.thresholds, say=rt.diag)
+    elif rt.thresholds or opts.summary or opts.metrics_out or listen or opts.report_html:
         _err("evt: warning: --no-metrics: nothing is measured, so thresholds, --summary, "
-             "--metrics-out and --metrics-listen have nothing to report")
+             "--metrics-out, --metrics-listen and --report-html have nothing to report")
     return api.run(rt, inits, opts.loop, warn=_err)
+
+
+def _is_terminal(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
 
 
 def cli_thresholds(texts: list[str], decls: list[A.Node], builtins: dict[str, Any]

@@ -54,6 +54,7 @@ COMMANDS = {
     ":help": "this help",
     ":vars": "project and scene variables",
     ":conns": "each connection and server: state, address, peers",
+    ":metrics": "the metrics so far, as `evt run --summary` prints them",
     ":load FILE": "load a script into the session (its `on project start` runs)",
     ":quit": "leave (Ctrl-D does the same)",
 }
@@ -327,6 +328,8 @@ class Repl:
             self.out(self.vars_text())
         elif word == ":conns":
             self.out(self.conns_text())
+        elif word == ":metrics":
+            self.out(self.metrics_text())
         elif word == ":load":
             if not arg.strip():
                 self.command_error("usage: :load FILE")
@@ -335,6 +338,14 @@ class Repl:
         else:
             self.command_error(f"unknown command {word}; :help lists the commands")
         return True
+
+    def metrics_text(self) -> str:
+        from lang.metrics.judging import judge, summary_lines
+
+        registry = self.rt.metrics
+        if registry is None:
+            return "nothing is measured in this session"
+        return "\n".join(summary_lines(registry, judge(registry, self.rt.thresholds)))
 
     def command_error(self, message: str) -> None:
         """A bad command, named by its line (the line just added to the source)."""

@@ -208,6 +208,9 @@ def _encoding(stream: Any) -> tuple[str, str]:
             getattr(stream, "errors", None) or "backslashreplace")
 
 
+_CLEAR = b"\r\x1b[K"  # back to the line's start, erase it
+
+
 class Stdio:
     """What a running program prints: standard output and standard error, each behind a
     bounded buffer (one shared buffer when they are the same file)."""
@@ -225,6 +228,10 @@ class Stdio:
         self.out = Output("stdout", limit)
         self.err = self.out if _same_file(out_fd, err_fd) else Output("stderr", limit)
         self.hold_back = True  # False during the shutdown: nothing waits for room
+        # the live progress line (SPEC §12) on standard error, a terminal: every write to
+        # that terminal clears it first and draws it again after
+        self.status: str | None = None
+        self._status_bytes = b""
 
     def attach(self, on_broken_stdout: Callable[[], None]) -> None:
         """In the event loop, before anything is printed: where to wake waiters, and what to
@@ -240,14 +247,25 @@ class Stdio:
     def write(self, text: str) -> None:
         """Standard output; never blocks."""
         data = text.encode(*self.out_encoding)
+        if self.status is not None and self.out is self.err:
+            data = _CLEAR + data + self._status_bytes
         if self.out.write(self.out_fd, data) and self.hold_back:
             _owed.set(True)
 
     def diag(self, text: str) -> None:
         """Standard error; never blocks."""
         data = text.encode(*self.err_encoding)
+        if self.status is not None:
+            data = _CLEAR + data + self._status_bytes
         if self.err.write(self.err_fd, data) and self.hold_back:
             _owed.set(True)
+
+    def show_status(self, text: str | None) -> None:
+        """Draw the one-line status on standard error in place of the last (None: clear
+        it). Only for a terminal: the caller checks `isatty`."""
+        self.status = text
+        self._status_bytes = b"" if text is None else text.encode(*self.err_encoding)
+        self.err.write(self.err_fd, _CLEAR + self._status_bytes)
 
     async def room(self) -> None:
         """Wait until both buffers are below half their limit."""

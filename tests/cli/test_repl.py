@@ -148,6 +148,23 @@ def test_a_connection_declared_and_started_prints_the_echo(echo_server: int) -> 
     assert any(line.startswith("c: connection, open ws://127.0.0.1:") for line in r.lines)
 
 
+def test_metrics_prints_the_summary_so_far(echo_server: int) -> None:
+    r = repl(f'connection c {{ url = "ws://127.0.0.1:{echo_server}/" }}\n'
+             "start c\n"
+             "while not connected(c) { wait 10ms }\n"
+             'send c "hello"; expect c as reply within 20s\n'
+             "count typed 2\n"
+             ":metrics\n"
+             "stop c\n")
+    assert r.err == "", r.err
+    assert r.lines[0].startswith("metrics (")
+    rows = {line.split()[0]: line.split()[1:] for line in r.lines[1:] if line.startswith("  ")}
+    assert rows["ws_msgs_sent"][:2] == ["c", "count=1"]
+    assert rows["ws_msgs_received"][:2] == ["c", "count=1"]
+    assert rows["ws_expect_duration"][:2] == ["c", "count=1"]
+    assert rows["typed"][0] == "count=2"
+
+
 # ---------------------------------------------------------------- a real terminal
 
 
