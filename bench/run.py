@@ -221,6 +221,10 @@ def servers(loops: list[str]) -> list[Server]:
         out.append(Server(f"evt{sfx}", [PY, "-m", "lang", "run", "--loop", loop, "--set",
                                         "listen=127.0.0.1:{port}",
                                         str(ROOT / "examples" / "echo_server.evt")]))
+        # the cost of measuring (SPEC §12: at most 5% more CPU per message than without)
+        out.append(Server(f"evt --no-metrics{sfx}", [
+            PY, "-m", "lang", "run", "--loop", loop, "--no-metrics", "--set",
+            "listen=127.0.0.1:{port}", str(ROOT / "examples" / "echo_server.evt")]))
         out.append(Server(f"anyio+wsproto{sfx}", [PY, str(BENCH / "plain_server.py"), "{port}",
                                                   "--loop", loop]))
         out.append(Server(f"websockets{sfx}", [PY, str(BENCH / "websockets_server.py"),
@@ -410,6 +414,17 @@ def report(res: dict[str, Any]) -> None:
                 mine, theirs = t[n][w]["server_cpu_us_per_msg"], t[ref][w]["server_cpu_us_per_msg"]
                 cells.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
             print(f"| {n} | " + " | ".join(cells) + " |")
+        for n in names:
+            off = f"evt --no-metrics{n[3:]}" if n.startswith("evt") and "no-metrics" not in n \
+                else None
+            if off in t:
+                cells = []
+                for w in works:
+                    on_cpu, off_cpu = t[n][w]["server_cpu_us_per_msg"], \
+                        t[off][w]["server_cpu_us_per_msg"]
+                    cells.append(f"{w}: {on_cpu / off_cpu:.3f}x" if on_cpu and off_cpu else "-")
+                print(f"\nthe cost of metrics, {n} against {off} (CPU per message; goal "
+                      f"<= 1.05x): " + ", ".join(cells))
         lc = res["server"]["load_check"]
         if lc:
             print(f"\nload generator check on {lc['server']}: 1 process "
