@@ -44,6 +44,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from lang.wire.closing import Closing
+from lang.wire.direct import direct_writer
 from lang.wire.fastframe import FrameParser, wsproto_in_step
 from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import (
@@ -87,8 +88,8 @@ class Peer:
 class WebSocket(Closing):
     """One open WebSocket connection, either role."""
 
-    __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_done",
-                 "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
+    __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_direct",
+                 "_done", "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
                  "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
                  "_writers", "_writing", "client", "closed", "conn", "fast", "late_bytes",
                  "limits", "messages_in", "on_failure", "on_frame", "on_pong", "out_limit",
@@ -99,6 +100,7 @@ class WebSocket(Closing):
                  on_failure: Callable[[str], None] | None = None,
                  on_frame: Callable[[str, str, Any], None] | None = None) -> None:
         self.stream = stream
+        self._direct = direct_writer(stream)  # a write without a yield (lang.wire.direct)
         self.conn = conn
         self.client = client
         self.limits = limits
@@ -183,12 +185,15 @@ class WebSocket(Closing):
             return
         self._writing = True  # the common case: nobody else writes, write it now
         try:
-            await self.stream.send(frame)
+            direct = self._direct
+            if direct is None or not direct(frame):
+                await self.stream.send(frame)
             outbox = self._outbox
             while outbox:  # frames queued (broadcast) while we were writing
                 data = outbox.popleft()
                 self._out_bytes -= len(data)
-                await self.stream.send(data)
+                if direct is None or not direct(data):
+                    await self.stream.send(data)
         except STREAM_ERRORS:
             self._outbox = None
             self._out_bytes = 0
@@ -256,7 +261,9 @@ class WebSocket(Closing):
                 else:
                     data = outbox.popleft()
                 self._out_bytes -= len(data)
-                await self.stream.send(data)
+                direct = self._direct
+                if direct is None or not direct(data):
+                    await self.stream.send(data)
         except STREAM_ERRORS:
             outbox.clear()
             self._out_bytes = 0

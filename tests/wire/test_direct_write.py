@@ -1,0 +1,130 @@
+"""lang/wire/direct.py over real TCP on 127.0.0.1: frames are written without a yield on
+both roles' plain TCP streams (the test fails if anyio's internals change and the fast write
+quietly stops engaging), never while the transport is paused: a peer that stops reading
+still holds the writer back, with no more than the high-water mark and one frame buffered,
+and every byte arrives in order once it reads again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from anyio.streams.tls import TLSStream
+
+from lang.wire.client import ClientOptions, connect
+from lang.wire.connection import WebSocket
+from lang.wire.direct import direct_writer
+from lang.wire.frames import Limits
+from lang.wire.server import ServerOptions, accept
+
+pytestmark = pytest.mark.anyio
+
+T = 30  # seconds: the hard limit on a wait
+
+
+async def tcp_pair() -> tuple[WebSocket, WebSocket, Any]:
+    """A client and a server WebSocket over a real TCP connection; the listener."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    box: dict[str, WebSocket] = {}
+    accepted = anyio.Event()
+
+    async def one(stream: anyio.abc.SocketStream) -> None:
+        box["server"] = await accept(stream, ServerOptions(limits=Limits()), "test")
+        accepted.set()
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, one)
+        with anyio.fail_after(T):
+            client = await connect(ClientOptions(url=f"ws://127.0.0.1:{port}/",
+                                                 limits=Limits()))
+            await accepted.wait()
+        tg.cancel_scope.cancel()
+    return client, box["server"], listener
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.items: list[str | bytes] = []
+        self.changed = anyio.Event()
+
+    async def __call__(self, msg: str | bytes) -> None:
+        self.items.append(msg)
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    async def wait_for(self, n: int) -> None:
+        with anyio.fail_after(T):
+            while len(self.items) < n:
+                await self.changed.wait()
+
+
+async def test_both_roles_write_directly_on_plain_tcp() -> None:
+    client, server, listener = await tcp_pair()
+    try:
+        assert client._direct is not None and server._direct is not None
+        got_c, got_s = Collector(), Collector()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.run, got_c)
+            tg.start_soon(server.run, got_s)
+            for i in range(100):
+                await client.send(f"c{i}")
+                await server.send(f"s{i}".encode())
+            await got_s.wait_for(100)
+            await got_c.wait_for(100)
+            tg.cancel_scope.cancel()
+        assert got_s.items == [f"c{i}" for i in range(100)]
+        assert got_c.items == [f"s{i}".encode() for i in range(100)]
+    finally:
+        for ws in (client, server):
+            await ws.abort()
+        await listener.aclose()
+
+
+async def test_other_streams_get_no_direct_write() -> None:
+    send, receive = anyio.create_memory_object_stream[bytes](1)
+    assert direct_writer(send) is None
+    assert direct_writer(object()) is None
+    assert direct_writer.__module__ == "lang.wire.direct"
+    assert TLSStream.__module__ != "anyio._backends._asyncio"  # TLS goes through send
+    send.close()
+    receive.close()
+
+
+async def test_a_peer_that_stops_reading_holds_the_writer_back() -> None:
+    client, server, listener = await tcp_pair()
+    frame = 256 * 1024
+    count = 64  # 16 MiB: far more than the socket buffers and the transport's high water
+    payloads = [bytes([i]) * frame for i in range(count)]
+    sent = 0
+    try:
+        transport = client.stream._transport  # type: ignore[attr-defined]
+        high = transport.get_write_buffer_limits()[1]
+
+        async def writer() -> None:
+            nonlocal sent
+            for p in payloads:
+                await client.send(p)
+                sent += 1
+                # never written while paused: at most the high-water mark and one frame
+                assert transport.get_write_buffer_size() <= high + frame + 16
+
+        got = Collector()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(writer)
+            # the server does not read yet: wait until the writer cannot go on
+            with anyio.fail_after(T):
+                await anyio.wait_all_tasks_blocked()
+            assert sent < count, "the writer never had to wait: the test proves nothing"
+            tg.start_soon(server.run, got)
+            await got.wait_for(count)
+            tg.cancel_scope.cancel()
+        assert sent == count
+        assert got.items == payloads
+    finally:
+        for ws in (client, server):
+            await ws.abort()
+        await listener.aclose()
