@@ -1,6 +1,7 @@
 """What a run does with its metrics besides keeping them (SPEC §12): the outputs that run
-beside the program (`--metrics-out`, `--metrics-listen`) and, at its end, the final
-snapshot, the thresholds and `--summary`. Built by the CLI; run by Runtime.main."""
+beside the program (`--metrics-out`, `--metrics-listen`, the timeline of `--report-html`, the
+progress line) and, at its end, the final snapshot, the thresholds, `--summary` and the
+report. Built by the CLI; run by Runtime.main."""
 
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ class Measuring:
                 self._out = open(o.out_path, "w", encoding="utf-8")
             except OSError as e:
                 return f"--metrics-out {o.out_path}: {e.strerror or e}"
+        if o.report_html is not None:  # found out now, not after a long run
+            try:
+                open(o.report_html, "w", encoding="utf-8").close()
+            except OSError as e:
+                return f"--report-html {o.report_html}: {e.strerror or e}"
         if o.listen is not None:
             host, port = o.listen
             try:

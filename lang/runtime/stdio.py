@@ -263,6 +263,8 @@ class Stdio:
     def show_status(self, text: str | None) -> None:
         """Draw the one-line status on standard error in place of the last (None: clear
         it). Only for a terminal: the caller checks `isatty`."""
+        if text is None and self.status is None:
+            return  # nothing shown: nothing to erase
         self.status = text
         self._status_bytes = b"" if text is None else text.encode(*self.err_encoding)
         self.err.write(self.err_fd, _CLEAR + self._status_bytes)

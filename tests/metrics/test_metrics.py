@@ -327,3 +327,18 @@ async def test_metrics_listen_is_scraped_in_the_prometheus_format(tmp_path: Path
     assert samples[("evt_ws_sessions_total", "srv", None)] == 1
     assert samples[("evt_ws_open", "srv", None)] == 1
     assert samples[("evt_ws_session_duration_seconds_count", "srv", None)] == 0
+
+
+def test_outputs_that_cannot_be_made_are_usage_errors_before_anything_runs(tmp_path: Path
+                                                                           ) -> None:
+    script = write(tmp_path, 'on project start { print "ran" }')
+    missing = tmp_path / "no" / "such" / "dir"
+    for option, value, words in (
+            ("--metrics-out", str(missing / "m.jsonl"), "No such file or directory"),
+            ("--report-html", str(missing / "r.html"), "No such file or directory"),
+            ("--metrics-listen", "127.0.0.1", "expected HOST:PORT"),
+            ("--metrics-listen", "127.0.0.1:99999", "expected HOST:PORT")):
+        res = run_cli(["run", option, value, str(script)])
+        assert res.code == 2, (option, res)
+        assert words in res.err and "Traceback" not in res.err, res.err
+        assert "ran" not in res.out
