@@ -44,7 +44,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from lang.wire.closing import Closing
-from lang.wire.direct import direct_writer
+from lang.wire.direct import direct_reader, direct_writer
 from lang.wire.fastframe import FrameParser, wsproto_in_step
 from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import (
@@ -90,8 +90,8 @@ class WebSocket(Closing):
 
     __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_direct",
                  "_done", "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
-                 "_outbox", "_parts", "_pong", "_reader_id", "_reading", "_received", "_size",
-                 "_writers", "_writing", "client", "closed", "conn", "fast", "late_bytes",
+                 "_outbox", "_parts", "_pong", "_reader", "_reader_id", "_reading", "_received",
+                 "_size", "_writers", "_writing", "client", "closed", "conn", "fast", "late_bytes",
                  "limits", "messages_in", "on_failure", "on_frame", "on_pong", "out_limit",
                  "pauses", "peer", "plain", "spawn", "stream", "unpause")
 
@@ -101,6 +101,7 @@ class WebSocket(Closing):
                  on_frame: Callable[[str, str, Any], None] | None = None) -> None:
         self.stream = stream
         self._direct = direct_writer(stream)  # a write without a yield (lang.wire.direct)
+        self._reader = direct_reader(stream)  # reads that leave reading on (the same)
         self.conn = conn
         self.client = client
         self.limits = limits
@@ -307,7 +308,7 @@ class WebSocket(Closing):
                 self._start_fast()
             if self._outbox and not self._writing:
                 await self._write_batch()
-            receive = self.stream.receive
+            receive = self._reader or self.stream.receive
             while self.closed is None:
                 if self._deadline is None and self._message_deadline is None:
                     try:  # the common case, without a frame of its own
@@ -342,15 +343,16 @@ class WebSocket(Closing):
     async def _receive(self) -> bytes | None:
         """One read within the close deadline (None when it passed, or the stream ended), or
         else within the deadline of the message being received (b"" when that passed)."""
+        receive = self._reader or self.stream.receive
         try:
             if self._deadline is None:
                 if self._message_deadline is None:
-                    return await self.stream.receive(READ_SIZE)
+                    return await receive(READ_SIZE)
                 with anyio.move_on_after(self._message_deadline - anyio.current_time()):
-                    return await self.stream.receive(READ_SIZE)
+                    return await receive(READ_SIZE)
                 return b""
             with anyio.move_on_after(self._deadline - anyio.current_time()):
-                return await self.stream.receive(READ_SIZE)
+                return await receive(READ_SIZE)
             return None
         except STREAM_ERRORS:
             return None

@@ -1,4 +1,5 @@
-"""A write that does not yield, where the stream allows it (it knows nothing of evt).
+"""A write that does not yield and a read that does not pause, where the stream allows it
+(it knows nothing of evt).
 
 anyio's `SocketStream.send` on the asyncio backend costs two checkpoints per call, one of
 them a full trip round the event loop in a shielded cancel scope: about a fifth of a
@@ -10,21 +11,34 @@ other stream (TLS, another backend, an anyio whose internals changed), which the
 through `send` as before. It returns False, having written nothing, whenever `send` would
 have to wait or raise: the caller then awaits `send`, which waits for the drain or raises.
 
-It reads anyio's private attributes (`_transport`, `_protocol`, `_closed`), checked once per
-connection; tests/wire/test_direct_write.py fails if it stops engaging or writes while the
-transport is paused.
+Reading: anyio's `receive` resumes the transport's reading before each wait and pauses it
+after (two epoll changes per read: two io_uring submissions per message under uvloop, about a
+quarter of an echo server's system calls), so that nothing is read ahead of the reader.
+`direct_reader` keeps reading on and bounds what is read ahead instead: the protocol's
+`data_received` pauses the transport once READ_AHEAD bytes wait (TCP pushes back from there,
+as before), and the reader resumes it when it has taken them. Anything unusual (end of
+stream, an error, a closed stream) goes to anyio's `receive`, which raises as it always did.
+
+Both read anyio's private attributes (`_transport`, `_protocol`, `_closed`), checked once per
+connection; tests/wire/test_direct_write.py fails if they stop engaging, if a write happens
+while the transport is paused, or if more than READ_AHEAD is read ahead of a blocked reader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 _BACKEND = "anyio._backends._asyncio"
+READ_AHEAD = 256 * 1024  # bytes the transport may read before the reader takes them
+
+
+def _plain_socket_stream(stream: Any) -> bool:
+    return type(stream).__module__ == _BACKEND and type(stream).__name__ == "SocketStream"
 
 
 def direct_writer(stream: Any) -> Callable[[bytes], bool] | None:
-    if type(stream).__module__ != _BACKEND or type(stream).__name__ != "SocketStream":
+    if not _plain_socket_stream(stream):
         return None
     transport = getattr(stream, "_transport", None)
     protocol = getattr(stream, "_protocol", None)
@@ -43,3 +57,50 @@ def direct_writer(stream: Any) -> Callable[[bytes], bool] | None:
         write(data)
         return True
     return write_now
+
+
+def direct_reader(stream: Any) -> Callable[[int], Awaitable[bytes]] | None:
+    """A `receive(max_bytes)` for the stream's one reader that leaves reading on, or None."""
+    if not _plain_socket_stream(stream):
+        return None
+    transport = getattr(stream, "_transport", None)
+    protocol = getattr(stream, "_protocol", None)
+    queue = getattr(protocol, "read_queue", None)
+    if transport is None or queue is None or not hasattr(protocol, "read_event") \
+            or not hasattr(protocol, "is_at_eof") or not hasattr(stream, "_closed") \
+            or not all(hasattr(transport, m) for m in ("is_reading", "pause_reading",
+                                                       "resume_reading", "set_protocol")):
+        return None
+    original = protocol.data_received
+    is_reading, pause, resume = transport.is_reading, transport.pause_reading, \
+        transport.resume_reading
+    slow = stream.receive
+
+    def data_received(data: bytes) -> None:
+        original(data)
+        if len(queue) > 1 and sum(map(len, queue)) > READ_AHEAD and is_reading():
+            pause()  # the reader is behind: from here the kernel's buffers and TCP hold back
+
+    protocol.data_received = data_received
+    transport.set_protocol(protocol)  # uvloop keeps the protocol's methods: look them up again
+
+    async def receive(max_bytes: int = 65536) -> bytes:
+        if not queue:
+            if stream._closed or protocol.exception is not None or protocol.is_at_eof \
+                    or transport.is_closing():
+                return await slow(max_bytes)  # it raises or gives what is left, as always
+            if not is_reading():
+                resume()
+            await protocol.read_event.wait()
+            if not queue:
+                return await slow(max_bytes)
+        chunk = queue.popleft()
+        if len(chunk) > max_bytes:
+            queue.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        if not queue:
+            protocol.read_event.clear()
+            if not is_reading() and not transport.is_closing():
+                resume()  # all taken: read on
+        return chunk
+    return receive

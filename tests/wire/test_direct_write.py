@@ -1,8 +1,9 @@
-"""lang/wire/direct.py over real TCP on 127.0.0.1: frames are written without a yield on
-both roles' plain TCP streams (the test fails if anyio's internals change and the fast write
-quietly stops engaging), never while the transport is paused: a peer that stops reading
-still holds the writer back, with no more than the high-water mark and one frame buffered,
-and every byte arrives in order once it reads again."""
+"""lang/wire/direct.py over real TCP on 127.0.0.1: frames are written without a yield and
+read without pausing on both roles' plain TCP streams (the test fails if anyio's internals
+change and either quietly stops engaging); never written while the transport is paused (a
+peer that stops reading still holds the writer back, with no more than the high-water mark
+and one frame buffered); and a reader that is blocked has no more than READ_AHEAD read ahead
+of it (plus one read), reading paused, TCP pushing back; every byte arrives in order."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from anyio.streams.tls import TLSStream
 
 from lang.wire.client import ClientOptions, connect
 from lang.wire.connection import WebSocket
-from lang.wire.direct import direct_writer
+from lang.wire.direct import READ_AHEAD, direct_reader, direct_writer
 from lang.wire.frames import Limits
 from lang.wire.server import ServerOptions, accept
 
@@ -66,6 +67,7 @@ async def test_both_roles_write_directly_on_plain_tcp() -> None:
     client, server, listener = await tcp_pair()
     try:
         assert client._direct is not None and server._direct is not None
+        assert client._reader is not None and server._reader is not None
         got_c, got_s = Collector(), Collector()
         async with anyio.create_task_group() as tg:
             tg.start_soon(client.run, got_c)
@@ -86,8 +88,8 @@ async def test_both_roles_write_directly_on_plain_tcp() -> None:
 
 async def test_other_streams_get_no_direct_write() -> None:
     send, receive = anyio.create_memory_object_stream[bytes](1)
-    assert direct_writer(send) is None
-    assert direct_writer(object()) is None
+    assert direct_writer(send) is None and direct_reader(send) is None
+    assert direct_writer(object()) is None and direct_reader(object()) is None
     assert direct_writer.__module__ == "lang.wire.direct"
     assert TLSStream.__module__ != "anyio._backends._asyncio"  # TLS goes through send
     send.close()
@@ -124,6 +126,59 @@ async def test_a_peer_that_stops_reading_holds_the_writer_back() -> None:
             tg.cancel_scope.cancel()
         assert sent == count
         assert got.items == payloads
+    finally:
+        for ws in (client, server):
+            await ws.abort()
+        await listener.aclose()
+
+
+async def test_a_blocked_reader_has_at_most_read_ahead_bytes_read_for_it() -> None:
+    client, server, listener = await tcp_pair()
+    frame = 64 * 1024
+    count = 256  # 16 MiB from the client while the server's handler is stuck
+    payloads = [bytes([i % 256]) * frame for i in range(count)]
+    release = anyio.Event()
+    stuck = anyio.Event()
+    got: list[bytes] = []
+    all_in = anyio.Event()
+    sent = 0
+
+    async def stuck_then_collect(msg: str | bytes) -> None:
+        assert isinstance(msg, bytes)
+        got.append(msg)
+        if len(got) == 1:
+            stuck.set()
+            await release.wait()  # the handler is stuck: nothing is taken meanwhile
+        if len(got) == count:
+            all_in.set()
+
+    async def flood() -> None:
+        nonlocal sent
+        for p in payloads:
+            await client.send(p)
+            sent += 1
+
+    try:
+        protocol = server.stream._protocol  # type: ignore[attr-defined]
+        transport = server.stream._transport  # type: ignore[attr-defined]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(server.run, stuck_then_collect)
+            tg.start_soon(flood)
+            # the reader is stuck: the transport reads ahead until READ_AHEAD, then pauses
+            # (a state of the transport, not an event: looked at until it holds)
+            with anyio.fail_after(T):
+                await stuck.wait()
+                while transport.is_reading():
+                    await anyio.sleep(0.01)
+                await anyio.wait_all_tasks_blocked()
+            held = sum(map(len, protocol.read_queue))
+            assert sent < count, "the client never had to wait: the test proves nothing"
+            assert READ_AHEAD < held <= READ_AHEAD + 256 * 1024, held
+            release.set()
+            with anyio.fail_after(T):
+                await all_in.wait()
+            tg.cancel_scope.cancel()
+        assert got == payloads
     finally:
         for ws in (client, server):
             await ws.abort()
