@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 import statistics
 import time
 import urllib.error
@@ -333,7 +334,12 @@ def test_outputs_that_cannot_be_made_are_usage_errors_before_anything_runs(tmp_p
                                                                            ) -> None:
     script = write(tmp_path, 'on project start { print "ran" }')
     missing = tmp_path / "no" / "such" / "dir"
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = f"127.0.0.1:{taken.getsockname()[1]}"
     for option, value, words in (
+            ("--metrics-listen", busy, "Address already in use"),
             ("--metrics-out", str(missing / "m.jsonl"), "No such file or directory"),
             ("--report-html", str(missing / "r.html"), "No such file or directory"),
             ("--metrics-listen", "127.0.0.1", "expected HOST:PORT"),
@@ -342,3 +348,4 @@ def test_outputs_that_cannot_be_made_are_usage_errors_before_anything_runs(tmp_p
         assert res.code == 2, (option, res)
         assert words in res.err and "Traceback" not in res.err, res.err
         assert "ran" not in res.out
+    taken.close()
