@@ -5,6 +5,7 @@ evaluate their value and record nothing."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from lang import ast as A
@@ -31,41 +32,28 @@ class MetricStatements:
     expr: Any
 
     def s_Count(self, s: A.Count) -> Compiled:
-        rt, name, span = self.rt, s.name, s.span
-        if s.value is None:
-            def count_one(fr: list) -> None:
-                m = rt.metrics
-                if m is not None:
-                    m.count(name, 1)
-            return count_one, False
-        value, va = self.expr(s.value)
-
-        async def count_async(fr: list) -> None:
-            add(await evaluate(value, va, fr))
-
-        def count(fr: list) -> None:
-            add(value(fr))
-
-        def add(v: Any) -> None:
-            v = _number(v, "count", name, span)
-            m = rt.metrics
-            if m is not None:
-                m.count(name, v)
-        return (count_async, True) if va else (count, False)
+        value = s.value if s.value is not None else A.Const(1, span=s.span)
+        return self._recording("count", s.name, value, s.span,
+                               lambda m, name, v: m.count(name, v))
 
     def s_Measure(self, s: A.Measure) -> Compiled:
-        rt, name, span = self.rt, s.name, s.span
-        value, va = self.expr(s.value)
+        return self._recording("measure", s.name, s.value, s.span,
+                               lambda m, name, v: m.measure(name, v))
 
-        async def measure_async(fr: list) -> None:
-            add(await evaluate(value, va, fr))
-
-        def measure(fr: list) -> None:
-            add(value(fr))
+    def _recording(self, what: str, name: str, e: A.Expr, span: A.Span,
+                   record: Callable[[Any, str, float], None]) -> Compiled:
+        rt = self.rt
+        value, va = self.expr(e)
 
         def add(v: Any) -> None:
-            v = _number(v, "measure", name, span)
+            v = _number(v, what, name, span)
             m = rt.metrics
             if m is not None:
-                m.measure(name, v)
-        return (measure_async, True) if va else (measure, False)
+                record(m, name, v)
+
+        async def recording_async(fr: list) -> None:
+            add(await evaluate(value, va, fr))
+
+        def recording(fr: list) -> None:
+            add(value(fr))
+        return (recording_async, True) if va else (recording, False)

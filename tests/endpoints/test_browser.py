@@ -16,12 +16,10 @@ import functools
 import os
 import queue
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -30,41 +28,16 @@ from typing import Any
 
 import pytest
 from helpers import ROOT
+from helpers.browser import chromium
 from websockets.sync.client import connect as sync_connect
 
 T = 20  # seconds: the hard limit on a wait in this file (a browser can be slow to start)
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 LISTENING = re.compile(r"^chat: listening on ws://127\.0\.0\.1:(\d+)/$")
-
-
-def _missing() -> list[str]:
-    return [p for p in (CHROMIUM, CHROMEDRIVER)
-            if not (os.path.exists(p) or shutil.which(os.path.basename(p)))]
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    missing = _missing()
-    if missing:
-        reason = (f"NO REAL-BROWSER TESTS: {', '.join(missing)} not installed "
-                  "(apt-get install chromium chromium-driver)")
-        print(f"\nWARNING: {reason}", file=sys.stderr)
-        warnings.warn(reason, stacklevel=1)
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(T)
-    driver.set_script_timeout(T)
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"))
     try:
         yield driver
     finally:

@@ -5,7 +5,6 @@ pty). Both against a `websockets` echo server in this process's thread."""
 from __future__ import annotations
 
 import io
-import os
 import re
 import struct
 import sys
@@ -18,11 +17,10 @@ from typing import Any
 import pexpect
 import pytest
 from helpers import ENV_FOR_CLI, run_cli, write
+from helpers.browser import chromium
 from websockets.sync.server import ServerConnection, serve
 
 T = 30  # seconds: the hard limit on a wait in this file
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +60,8 @@ LOAD = """
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(p)]
-    if missing:
-        reason = (f"NO REAL-BROWSER TESTS: {', '.join(missing)} not installed "
-                  "(apt-get install chromium chromium-driver)")
-        print(f"\nWARNING: {reason}", file=sys.stderr)
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--disable-dev-shm-usage", "--window-size=1200,1600",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(T)
+    driver = chromium(tmp_path_factory.mktemp("chromium-profile"), "--window-size=1200,1600",
+                      console=True)
     try:
         yield driver
     finally:
