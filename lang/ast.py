@@ -349,6 +349,14 @@ class Exit(Stmt):
 
 
 @_node
+class Skip(Stmt):
+    """`skip [MESSAGE]` (SPEC §13): ends a test's body and marks the test skipped."""
+
+    message: Expr | None
+    span: Span = _sp()
+
+
+@_node
 class Cancel(Stmt):
     timer: Expr
     span: Span = _sp()
@@ -443,6 +451,16 @@ class Threshold(Node):
 
 
 @_node
+class Test(Node):
+    """`test "NAME" { ... }` (SPEC §13): run by `evt test` as a handler of its own after
+    `on project start`; `evt run` ignores it."""
+
+    name: str
+    body: Block
+    span: Span = _sp()
+
+
+@_node
 class Module(Node):
     """One parsed file (imports not yet followed)."""
 
@@ -451,4 +469,4 @@ class Module(Node):
     span: Span = _sp()
 
 
-Decl = Connection | Server | Let | Func | Handler | Timer | Scene | Import | Threshold
+Decl = Connection | Server | Let | Func | Handler | Timer | Scene | Import | Threshold | Test

@@ -10,6 +10,7 @@ Rules of this module:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from lang.ast import NOSPAN, Span
 
@@ -178,3 +179,13 @@ class EvtUsageError(EvtError):
 
     def format(self) -> str:
         return f"evt: error: {self.message}\n"
+
+
+class AtToken(Exception):
+    """Raised inside the transformer: a literal-level syntax error at a token (+offset)."""
+
+    def __init__(self, tok: Any, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.tok = tok
+        self.message = message
+        self.offset = offset

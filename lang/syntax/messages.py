@@ -40,7 +40,8 @@ _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE
               "IN", "NOT_IN", "AND", "OR", "LSQB", "DOT"}
 _STMT_START = {"LET", "IF", "WHILE", "FOR", "BREAK", "CONTINUE", "RETURN", "WAIT", "AFTER",
                "EVERY", "START", "STOP", "SEND", "BROADCAST", "CLOSE", "EMIT", "CHANGE",
-               "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL", "COUNT", "MEASURE"}
+               "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL", "COUNT", "MEASURE",
+               "SKIP"}
 _DECL_START = {"CONNECTION", "SERVER", "LET", "FUNC", "ON", "EVERY", "AFTER", "SCENE", "IMPORT"}
 _DECL_WORDS = "connection, server, let, func, on, every, after, scene or import"
 _KEYWORD_TYPES = _STMT_START | _DECL_START | {

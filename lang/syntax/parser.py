@@ -37,7 +37,7 @@ from lark.parsers.lalr_analysis import Shift
 
 from lang import ast as A
 from lang.ast import Span
-from lang.errors import SOURCES, EvtSyntaxError
+from lang.errors import SOURCES, AtToken, EvtSyntaxError
 from lang.limits import MAX_NESTING
 from lang.syntax.messages import (
     CLOSERS,
@@ -47,7 +47,7 @@ from lang.syntax.messages import (
     found_words,
     syntax_error,
 )
-from lang.syntax.transform import AtToken, ToAst, Tok, unclosed_interp
+from lang.syntax.transform import ToAst, Tok, unclosed_interp
 
 _GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
@@ -232,6 +232,9 @@ _OPEN_AHEAD = re.compile(r"[ \t\f]+(?!(?:and|or|not|in|if|else|except|where|with
                          r"(?![A-Za-z0-9_]))[A-Za-z_]")
 # the same for SPEC §12's `count x`, `measure x v` and (at the REPL's prompt) `threshold`
 _BEFORE_A_NAME = {"OPEN", "COUNT", "MEASURE", "THRESHOLD"}
+# SPEC §13's `skip` is a variable or a function where an operator, '=' or a call follows
+# (`skip = 1`, `skip(x)`, `skip.n`): only there can a statement start with the name
+_SKIP_AS_NAME = re.compile(r"[ \t\f]*(?:[=(.\[+\-*/%<>!]|(?:and|or|in|not|if)(?![A-Za-z0-9_]))")
 _OPENERS = {"LPAR", "LSQB", "LMAP", "LBRACE"}
 # A line that ends with a binary operator (or a '.') goes on on the next line
 # (`let x = a +` / `  b`). Not after '=' or ',': there an unfinished line is more often a
@@ -333,6 +336,8 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     # the value sent, a variable
                 elif ttype == "UNTIL" and _ENDS_HERE.match(text, end):
                     ttype = "NAME"  # `wait until` alone waits for a variable named until
+                elif ttype == "SKIP" and "NAME" in acts and _SKIP_AS_NAME.match(text, end):
+                    ttype = "NAME"
                 elif ttype in _BEFORE_A_NAME and "NAME" in acts and \
                         not _OPEN_AHEAD.match(text, end):
                     ttype = "NAME"

@@ -18,10 +18,12 @@ from lark import Transformer
 
 from lang import ast as A
 from lang.ast import Span
+from lang.errors import AtToken
 from lang.limits import MAX_INT_DIGITS
 from lang.syntax.instances import InstanceSyntax
 from lang.syntax.metrics import MetricSyntax
 from lang.syntax.smaller import SmallerAdditions
+from lang.syntax.testing import TestSyntax
 
 # ---------------------------------------------------------------- literals
 
@@ -220,7 +222,7 @@ def _t(tok: Any) -> str:
     return tok.type if isinstance(tok, Tok) else ""
 
 
-class ToAst(SmallerAdditions, InstanceSyntax, MetricSyntax, Transformer):
+class ToAst(SmallerAdditions, InstanceSyntax, MetricSyntax, TestSyntax, Transformer):
     """Shapes Lark's rule callbacks into lang.ast nodes; judges nothing."""
 
     def __init__(self) -> None:
@@ -585,15 +587,3 @@ class ToAst(SmallerAdditions, InstanceSyntax, MetricSyntax, Transformer):
             return self.sub_parse(source, line, col)
         finally:
             self.line_base, self.col_base = saved
-
-
-class AtToken(Exception):
-    """Raised inside the transformer: a literal-level syntax error at a token (+offset)."""
-
-    def __init__(self, tok: Any, message: str, offset: int = 0) -> None:
-        super().__init__(message)
-        self.tok = tok
-        self.message = message
-        self.offset = offset
-
-
