@@ -21,6 +21,7 @@ from lang.ast import Span
 from lang.check.instances import InstanceChecks
 from lang.check.literals import NOT_LITERAL, literal_value
 from lang.check.metrics import MetricChecks
+from lang.check.testing import TestChecks
 from lang.errors import SOURCES, Diagnostic
 from lang.wire.codes import SENDABLE, valid_close_code
 
@@ -51,13 +52,13 @@ class Symbols:
 class _Body:
     """What a statement may do where it stands."""
 
-    kind: str  # "func", "handler", "timer", "init", "repl"
+    kind: str  # "func", "handler", "timer", "init", "repl", "test"
     scene: SceneSymbols | None
     scopes: list[dict[str, Span]]
     loops: int = 0
 
 
-class Checker(InstanceChecks, MetricChecks):
+class Checker(InstanceChecks, MetricChecks, TestChecks):
     def __init__(self, builtins: dict[str, Any], symbols: Symbols | None = None,
                  repl: bool = False) -> None:
         self.builtins = builtins
@@ -153,6 +154,8 @@ class Checker(InstanceChecks, MetricChecks):
     # ------------------------------------------------------------ pass 2: bodies
 
     def _decl(self, d: A.Node) -> None:
+        if isinstance(d, A.Import):
+            return  # the loader follows imports before checking
         if isinstance(d, A.Connection):
             self._config("connection", d)
         elif isinstance(d, A.Server):
@@ -167,8 +170,8 @@ class Checker(InstanceChecks, MetricChecks):
             self._timer_body(d, _Body("timer", None, [{}]))
         elif isinstance(d, A.Scene):
             self._scene(d)
-        elif isinstance(d, A.Import):
-            pass  # the loader follows imports before checking
+        elif isinstance(d, A.Test):
+            self._test(d, _Body("test", None, [{}]))
         elif isinstance(d, A.Threshold):
             self._thresholds.append(d)
         elif isinstance(d, A.Stmt):  # the REPL: one input's statements share one body
@@ -289,8 +292,7 @@ class Checker(InstanceChecks, MetricChecks):
         scope[name] = span
 
     def _stmt(self, s: A.Stmt, body: _Body) -> None:
-        method = getattr(self, "_s_" + type(s).__name__)
-        method(s, body)
+        getattr(self, "_s_" + type(s).__name__)(s, body)
 
     def _s_Let(self, s: A.Let, body: _Body) -> None:
         if isinstance(s.value, A.Timer):
@@ -569,7 +571,7 @@ class Checker(InstanceChecks, MetricChecks):
             names.update(self.builtins)
             if body.scene is not None:
                 names.update(body.scene.funcs)
-            hint = _did_you_mean(e.name, names)
+            hint = _did_you_mean(e.name, names) or self._skip_hint(e.name)
             if not hint and self._resolve(e.name, body) is not None:
                 hint = f"; '{e.name}' is a variable, not a function"
             self.error(e.span, f"unknown function '{e.name}'{hint}")
@@ -583,7 +585,6 @@ class Checker(InstanceChecks, MetricChecks):
 # ---------------------------------------------------------------- helpers
 
 _TOO_DEEP = "this is nested too deeply to check (a chain of thousands of operators?); split it up"
-
 
 # the statements that can be one word
 _BARE_STATEMENTS = ["break", "continue", "return", "exit", "print"]
