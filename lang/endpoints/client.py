@@ -129,6 +129,9 @@ class ClientConnection(Channel):
             self._restart = True
             return
         self._alive = True
+        # connecting from now on, not once its task runs: an `expect` right after `start`
+        # waits for the connection (SPEC §13's first example) instead of failing at once
+        self.state = "connecting"
         self.rt.hold()
         self.rt.spawn(self._life)
 

@@ -416,6 +416,29 @@ async def test_expect_gives_up_when_the_connection_ends(tmp_path: Any) -> None:
 
 
 
+async def test_expect_right_after_start_waits_for_the_connection(tmp_path: Any) -> None:
+    """SPEC §13's first example: `start api` then `expect api ...` at once. The connection
+    is connecting from the `start` on (it said "expect on c: not connected" until the
+    connection's task had run)."""
+
+    async def greet(ws: ServerConnection) -> None:
+        await ws.send("ready")
+        await ws.wait_closed()
+
+    async with ws_server(greet) as port:
+        r = await run_evt(script("""
+            connection c { url = "ws://127.0.0.1:PORT/" }
+            on project start {
+                start c
+                expect c as m within 20s
+                print "got", m
+                stop c
+            }
+        """, port), tmp_path=tmp_path)
+    assert (r.code, r.err) == (0, "")
+    assert r.lines == ["got ready"]
+
+
 async def test_expect_without_else_says_why_it_gave_up(tmp_path: Any) -> None:
     """It said "timed out after 2s" when the connection was never started, or closed
     while it waited: words that send the user looking at the wrong thing."""
