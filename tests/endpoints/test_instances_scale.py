@@ -124,23 +124,27 @@ async def test_ten_thousand_clients_through_the_bridge_leave_nothing_behind(tmp_
             url = await child.url("edge")
             done = 0
 
-            async def cycles(count: int, lane: int) -> None:
+            async def cycles(count: int, lane: int, tag: str) -> None:
                 nonlocal done
                 for k in range(count):
-                    async with client(f"{url}lane{lane}", open_timeout=120,
+                    # each cycle's path and message are unique in the whole test, so that
+                    # `stuck` finds this cycle's lines and not an earlier one's
+                    async with client(f"{url}lane{lane}?c={tag}{k}", open_timeout=120,
                                       close_timeout=120) as ws:
-                        msg: str | bytes = f"{lane}:{k}" if k % 2 else f"{lane}:{k}".encode()
+                        text = f"{tag}{lane}:{k}"
+                        msg: str | bytes = text if k % 2 else text.encode()
                         await ws.send(msg)
                         with anyio.move_on_after(120):
                             assert await ws.recv() == msg
                             done += 1
                             continue
-                        raise AssertionError(stuck(lane, k, msg))
+                        raise AssertionError(stuck(lane, f"{tag}{k}", msg))
 
-            def stuck(lane: int, k: int, msg: str | bytes) -> str:
+            def stuck(lane: int, k: str, msg: str | bytes) -> str:
                 """What evt and the upstream saw of a message whose echo never came."""
                 out = child.out.text
-                found = re.findall(rf"^peer (\d+) \S+ <-> up#(\d+) \S+/lane{lane}$", out, re.M)
+                found = re.findall(rf"^peer (\d+) \S+ <-> up#(\d+) \S+/lane{lane}\?c={k}$",
+                                   out, re.M)
                 peer, up = found[-1] if found else ("?", "?")
                 mine = [line for line in out.splitlines()
                         if line.startswith((f"peer {peer} ", f"up#{up}:"))]
@@ -149,12 +153,12 @@ async def test_ten_thousand_clients_through_the_bridge_leave_nothing_behind(tmp_
                         f"{echo.open_now} upstreams open; evt's lines for peer {peer}/up#{up}: "
                         f"{mine[-6:]}; stderr: {child.err.text[-1500:]}")
 
-            async def run(total: int) -> None:
+            async def run(total: int, tag: str) -> None:
                 lanes = 20
                 with anyio.fail_after(T):
                     async with anyio.create_task_group() as tg:
                         for lane in range(lanes):
-                            tg.start_soon(cycles, total // lanes, lane)
+                            tg.start_soon(cycles, total // lanes, lane, tag)
 
             async def settled(fds: int | None) -> int:
                 """Wait (bounded) until no upstream is open and, given a count, evt holds
@@ -165,10 +169,10 @@ async def test_ten_thousand_clients_through_the_bridge_leave_nothing_behind(tmp_
                 assert echo.open_now == 0, f"{echo.open_now} upstreams still open"
                 return child.fds()
 
-            await run(1_000)  # warm-up: whatever is made once is made now
+            await run(1_000, "w")  # warm-up: whatever is made once is made now
             fds = await settled(None)
             rss = child.rss()
-            await run(N - 1_000)
+            await run(N - 1_000, "m")
             assert done == N and echo.total == N
             assert await settled(fds) == fds, "evt holds the descriptors it held before"
             grown = child.rss() - rss
