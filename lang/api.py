@@ -66,6 +66,19 @@ def load_and_check(path: str, registry: dict[str, Any]) -> Checked:
     return Checked(path, decls=decls)
 
 
+def parse_set_value(text: str) -> Any:
+    """--set NAME=VALUE's VALUE: an evt literal (3, true, [1, 2], "x") when it is one, else
+    the text itself."""
+    from lang.check import NOT_LITERAL, literal_value
+    from lang.syntax.parser import parse_expr
+
+    try:
+        value = literal_value(parse_expr(text, "--set"))
+    except EvtSyntaxError:
+        return text
+    return text if value is NOT_LITERAL else value
+
+
 def default_loop() -> str:
     """--loop's default: EVT_LOOP from the environment, else auto (uvloop where installed)."""
     loop = os.environ.get("EVT_LOOP", "auto")
@@ -120,15 +133,21 @@ def raise_open_file_limit() -> int:
 
 
 def run(rt: Runtime, inits: list[tuple[int, Any]], loop: str = "auto",
-        warn: Callable[[str], None] | None = None) -> int:
+        warn: Callable[[str], None] | None = None, virtual_time: bool = False) -> int:
     """Run the program on a new event loop until it ends; returns its exit code. The
-    open-file limit is raised to the hard limit first."""
+    open-file limit is raised to the hard limit first. `virtual_time` (SPEC §13): an
+    asyncio loop whose clock jumps to the next deadline when the program is idle (uvloop's
+    clock cannot be replaced, so `loop` is then ignored)."""
     import anyio
 
     raise_open_file_limit()
+    if virtual_time:
+        from lang.runtime.virtualtime import new_event_loop
 
+        options: dict[str, Any] = {"loop_factory": new_event_loop}
+    else:
+        options = loop_options(loop, warn)
     try:
-        return anyio.run(rt.main, inits, backend="asyncio",
-                         backend_options=loop_options(loop, warn))
+        return anyio.run(rt.main, inits, backend="asyncio", backend_options=options)
     except KeyboardInterrupt:  # Ctrl-C before the signal handler was installed
         return 130

@@ -19,7 +19,6 @@ Rules of this module:
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -30,12 +29,13 @@ from lang import ast as A
 from lang import config
 from lang.compile import Layout, Scope
 from lang.errors import EvtRuntimeError
+from lang.runtime import virtualtime
 from lang.runtime.host import EndpointHost
 from lang.values import escape_remote, json_error, parse_json, to_json, to_str
 from lang.wire.frames import Closed, Limits
 
 INF = float("inf")
-clock = time.monotonic  # metrics' clock (SPEC §12)
+clock = virtualtime.monotonic  # metrics' clock (SPEC §12): --virtual-time's when it runs
 
 
 def payload_size(msg: str | bytes) -> int:

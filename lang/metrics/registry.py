@@ -14,6 +14,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Iterator
@@ -114,10 +115,27 @@ class Tally:
         return getattr(self, TALLY[name])
 
 
+def _clock_offset() -> float:
+    """How far the clock of `--virtual-time` (lang.runtime.virtualtime) has jumped: the
+    running loop's `clock_offset`; 0 on any other loop or none (the metrics layer may not
+    import lang.runtime: tests/test_layers.py)."""
+    return getattr(asyncio._get_running_loop(), "clock_offset", 0.0)
+
+
+def monotonic() -> float:
+    """`time.monotonic()`, on the virtual clock under --virtual-time."""
+    return time.monotonic() + _clock_offset()
+
+
+def wall() -> float:
+    """`time.time()`, on the virtual clock under --virtual-time."""
+    return time.time() + _clock_offset()
+
+
 class Registry:
     """Every metric of a run. `elapsed` (the run's seconds so far) divides the rates."""
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
+    def __init__(self, clock: Any = monotonic) -> None:
         self.clock = clock
         self.started = clock()
         self.tallies: dict[str, Tally] = {}  # declaration name -> its built-in metrics
@@ -237,5 +255,5 @@ class Registry:
                 entry["values"][key] = {"count": v, "rate": v / elapsed if elapsed > 0 else 0.0}
             else:
                 entry["values"][key] = v.stats(elapsed)
-        return {"time": round(time.time(), 3), "elapsed": round(elapsed, 3),
+        return {"time": round(wall(), 3), "elapsed": round(elapsed, 3),
                 "open": self.open_now(), "metrics": metrics}

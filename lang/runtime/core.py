@@ -10,14 +10,13 @@ Rules of this module:
 from __future__ import annotations
 
 import signal
-import time
 from typing import Any
 
 import anyio.lowlevel
 
 from lang.ast import Span
 from lang.limits import MAX_DEPTH, raise_recursion_limit  # noqa: F401 - re-exported
-from lang.runtime import stdio
+from lang.runtime import stdio, virtualtime
 
 
 async def checkpoint() -> None:
@@ -45,7 +44,7 @@ def signal_exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
-_clock = time.monotonic
+_clock = virtualtime.monotonic  # time.monotonic(), or the clock of --virtual-time
 
 
 class Inv:
@@ -86,6 +85,15 @@ class ExitRequest(Exception):  # control flow, not an error
     def __init__(self, code: int | None) -> None:
         super().__init__(code)
         self.code = code
+
+
+class SkipRequest(Exception):  # control flow, not an error
+    """`skip [message]` (SPEC §13): the test's body ends and the test is skipped."""
+
+    def __init__(self, message: str, span: Span) -> None:
+        super().__init__(message)
+        self.message = message
+        self.span = span
 
 
 class AssertFailed(Exception):  # control flow, not an error

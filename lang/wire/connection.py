@@ -25,6 +25,7 @@ Rules of this module (it knows nothing of evt):
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -83,6 +84,13 @@ class Peer:
     # an idle connection does not hold a decoded copy
     headers: list[tuple[bytes | str, bytes | str]] = field(default_factory=list)
     subprotocol: str | None = None
+
+
+def _round_trip_clock() -> float:
+    """The clock of ping round trips: time.monotonic() (not the loop's time(): uvloop's counts
+    whole milliseconds), moved on by the running loop's `clock_offset` when it has one (a
+    loop whose clock jumps over idle waits, as evt's --virtual-time loop does)."""
+    return time.monotonic() + getattr(asyncio._get_running_loop(), "clock_offset", 0.0)
 
 
 class WebSocket(Closing):
@@ -525,12 +533,12 @@ class WebSocket(Closing):
         written = False
         self._pong = anyio.Event()
         with anyio.move_on_after(self.limits.ping_timeout) as scope:
-            sent = time.monotonic()
+            sent = _round_trip_clock()
             await self.ping(b"evt")
             written = True
             await self._pong.wait()
             if self.on_pong is not None:
-                self.on_pong(time.monotonic() - sent)
+                self.on_pong(_round_trip_clock() - sent)
         self._pong = None
         if scope.cancelled_caught and self.closed is None:
             if written and (self.unpause is not None or self.pauses != pauses):
