@@ -24,13 +24,14 @@ from lang.compile.metrics import MetricStatements
 from lang.compile.smaller import SmallerStatements
 from lang.compile.statements import StatementCompiler
 from lang.compile.support import Compiled, Layout, Scope, sequence
+from lang.compile.testing import TestStatements
 from lang.runtime.host import CompilerHost
 
 # ---------------------------------------------------------------- the compiler
 
 
-class Compiler(StatementCompiler, SmallerStatements, MetricStatements, InstanceExpressions,
-               ExpressionCompiler):
+class Compiler(StatementCompiler, SmallerStatements, MetricStatements, TestStatements,
+               InstanceExpressions, ExpressionCompiler):
     """Compiles bodies for one Runtime. The runtime owns the variables, functions and
     endpoints; the compiler resolves names against it."""
 

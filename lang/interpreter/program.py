@@ -39,6 +39,7 @@ from lang.interpreter.events import (
     SceneInfo,
 )
 from lang.interpreter.stdin import StandardInput
+from lang.interpreter.testing import TestMode
 from lang.metrics.registry import Registry
 from lang.runtime import stdio as io_
 from lang.runtime.alarms import Alarms
@@ -47,6 +48,7 @@ from lang.runtime.core import (
     ExitRequest,
     FuncCell,
     Inv,
+    SkipRequest,
     raise_recursion_limit,
     shutdown_signals,
     signal_exit_code,
@@ -57,7 +59,7 @@ from lang.values import equals, os_text, to_repr
 from lang.wire.keepalive import KeepAlive
 
 
-class Runtime(Declarations, Actions, StandardInput):
+class Runtime(Declarations, Actions, StandardInput, TestMode):
     """One running evt program (a script, or a REPL session)."""
 
     def __init__(self, *, builtins: dict[str, Any], args: list[str] | None = None,
@@ -229,6 +231,8 @@ class Runtime(Declarations, Actions, StandardInput):
             self.request_exit(e.code)
         elif isinstance(e, AssertFailed):
             self.assertion(e)
+        elif isinstance(e, SkipRequest):
+            self.skip_requested(e, what, span)
         elif isinstance(e, RecursionError):
             self.report(EvtRuntimeError("too much recursion (the interpreter's stack is full)",
                                         span), what, span)
@@ -300,6 +304,7 @@ class Runtime(Declarations, Actions, StandardInput):
         if e.span is A.NOSPAN:
             e.span = span  # no finer position is known: the handler's
         e.frames.append(Frame(what, span))
+        self.note_failure(e.format())
         self.diag(e.format())
         if self.fail_fast:
             self.request_exit(1)
@@ -307,6 +312,7 @@ class Runtime(Declarations, Actions, StandardInput):
     def unhandled_ws_error(self, text: str) -> None:
         """A websocket error that no `on websocket error` handler takes."""
         self.failed = True
+        self.note_failure(text)
         self.diag(text)
         if self.fail_fast:
             self.request_exit(1)
@@ -315,14 +321,18 @@ class Runtime(Declarations, Actions, StandardInput):
         self.failed = True
         from lang.errors import quote_source
         message = f": {e.message}" if e.message else ""
-        self.diag(f"{e.span}: assertion failed{message}\n{quote_source(e.span)}")
+        text = f"{e.span}: assertion failed{message}\n{quote_source(e.span)}"
+        self.note_failure(text)
+        self.diag(text)
         self.request_exit(1)
 
     def internal_error(self, what: str, e: BaseException | None = None) -> None:
         self.failed = True
         trace = "".join(traceback.format_exception(e)) if e is not None \
             else traceback.format_exc()
-        self.diag(f"evt: internal error in {what} (a bug in evt, please report it):\n{trace}")
+        text = f"evt: internal error in {what} (a bug in evt, please report it):\n{trace}"
+        self.note_failure(text)
+        self.diag(text)
 
     # ------------------------------------------------------------ variables
 
@@ -367,6 +377,7 @@ class Runtime(Declarations, Actions, StandardInput):
         if self.wants_input and not self.repl:
             self._start_input()
         self.lifecycle.post(lambda: self.dispatch(("project start",)))
+        self.start_test()
 
     async def main(self, inits: list[tuple[int, Any]], handle_signals: bool = True,
                    session: Callable[[], Awaitable[None]] | None = None) -> int:
