@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                           "websocket error, as a failed assert does")
     run.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=api.default_loop(),
                      help="event loop (default: $EVT_LOOP, else uvloop where installed)")
+    run.add_argument("--virtual-time", action="store_true",
+                     help="timers, waits and timeouts follow a virtual clock that jumps to the "
+                          "next deadline whenever the program is idle (runs on asyncio)")
     metrics = run.add_argument_group("metrics (SPEC §12)")
     metrics.add_argument("--summary", action="store_true",
                          help="print every metric and threshold to stderr at the end")
@@ -61,6 +64,28 @@ def _parser() -> argparse.ArgumentParser:
                               "nothing to read)")
     run.add_argument("file", metavar="FILE")
     run.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS")
+
+    test = sub.add_parser(
+        "test", help="run test files (SPEC §13)",
+        description="Run each `test` of each file in a fresh program; a directory is searched "
+                    "for *_test.evt and test_*.evt.",
+        epilog="Exit codes: 0 no test failed, 1 a test failed, 2 usage error, 3 a test file "
+               "has syntax or check errors.")
+    test.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                      help="tests run in N parallel processes (default: the number of CPUs)")
+    test.add_argument("-k", dest="keyword", metavar="TEXT",
+                      help="only the tests whose FILE::NAME contains TEXT")
+    test.add_argument("--timeout", default="60s", metavar="D",
+                      help="a test still running after D (e.g. 30s, 2m) fails (default 60s)")
+    test.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                      help="override a top-level `let` in every file that has it")
+    test.add_argument("--virtual-time", action="store_true",
+                      help="timers, waits and timeouts follow a virtual clock (see `evt run`)")
+    test.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default=api.default_loop())
+    test.add_argument("--report-junit", metavar="FILE", help="write a JUnit XML report")
+    test.add_argument("--report-tap", metavar="FILE", help="write a TAP version 14 report")
+    test.add_argument("--report-json", metavar="FILE", help="write a JSON report")
+    test.add_argument("paths", nargs="+", metavar="PATH")
 
     check = sub.add_parser("check", help="parse and check scripts, print every problem")
     check.add_argument("files", nargs="+", metavar="FILE")
@@ -85,6 +110,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
     try:
         if opts.command == "run":
             code = cmd_run(opts)
+        elif opts.command == "test":
+            code = cmd_test(opts)
         elif opts.command == "check":
             code = cmd_check(opts.files)
         elif opts.command == "repl":
@@ -143,6 +170,40 @@ def too_deep(path: str) -> str:
             "of thousands of operators?); split it up")
 
 
+def cmd_test(opts: argparse.Namespace) -> int:
+    from lang.testing.runner import Interrupted, Options, Runner, UsageError, cpu_count
+
+    try:
+        timeout = duration_option(opts.timeout)
+    except ValueError as e:
+        _err(f"evt: error: --timeout: {e}")
+        return 2
+    if opts.jobs is not None and opts.jobs < 1:
+        _err("evt: error: -j/--jobs takes a number of processes, at least 1")
+        return 2
+    runner = Runner(Options(
+        paths=opts.paths, jobs=opts.jobs or cpu_count(), keyword=opts.keyword,
+        timeout=timeout, sets=opts.sets, virtual_time=opts.virtual_time, loop=opts.loop,
+        junit=opts.report_junit, tap=opts.report_tap, json=opts.report_json))
+    try:
+        return runner.run()
+    except UsageError as e:
+        _err(f"evt: error: {e}")
+        return 2
+    except Interrupted as e:
+        return e.code
+
+
+def duration_option(text: str) -> float:
+    """A duration as evt writes one (500ms, 30s, 2m, 1h) or a number of seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*", text)
+    if m is None or float(m[1]) <= 0:
+        raise ValueError(f"expected a duration such as 30s or 2m, got '{text}'")
+    return float(m[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m[2] or "s"]
+
+
 def cmd_check(files: list[str]) -> int:
     builtins = api.builtins()
     worst = 0
@@ -150,19 +211,6 @@ def cmd_check(files: list[str]) -> int:
         _, code = load_checked(path, builtins)
         worst = max(worst, code)
     return worst
-
-
-def parse_set_value(text: str) -> Any:
-    """An evt literal (3, true, [1, 2], "x") when VALUE is one, else the text itself."""
-    from lang.check import NOT_LITERAL, literal_value
-    from lang.errors import EvtSyntaxError
-    from lang.syntax.parser import parse_expr
-
-    try:
-        value = literal_value(parse_expr(text, "--set"))
-    except EvtSyntaxError:
-        return text
-    return text if value is NOT_LITERAL else value
 
 
 def overrides_for(sets: list[str], decls: list[A.Node]) -> dict[str, Any]:
@@ -175,7 +223,7 @@ def overrides_for(sets: list[str], decls: list[A.Node]) -> dict[str, Any]:
             raise ValueError(f"--set takes NAME=VALUE, got '{item}'")
         if name not in lets:
             raise ValueError(f"--set {name}: the script has no top-level 'let {name}'")
-        out[name] = parse_set_value(value)
+        out[name] = api.parse_set_value(value)
     return out
 
 
@@ -223,7 +271,7 @@ def cmd_run(opts: argparse.Namespace) -> int:
     elif rt.thresholds or opts.summary or opts.metrics_out or listen or opts.report_html:
         _err("evt: warning: --no-metrics: nothing is measured, so thresholds, --summary, "
              "--metrics-out, --metrics-listen and --report-html have nothing to report")
-    return api.run(rt, inits, opts.loop, warn=_err)
+    return api.run(rt, inits, opts.loop, warn=_err, virtual_time=opts.virtual_time)
 
 
 def _is_terminal(fd: int) -> bool:

@@ -1,0 +1,1 @@
+"""`evt test` (SPEC §13): discovery, one fresh program per test, reports."""
