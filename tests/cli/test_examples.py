@@ -27,7 +27,7 @@ def test_hello_takes_a_name_argument() -> None:
     assert r.lines[0] == "hello, evt!"
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.evt")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(EXAMPLES.rglob("*.evt")), ids=lambda p: p.name)
 def test_every_example_checks_clean_and_says_what_it_shows(path: Path) -> None:
     r = run_cli(["check", str(path)])
     assert r.code == 0, r.err
@@ -124,3 +124,28 @@ async def test_bridge_logs_what_it_forwards(tmp_path: Path) -> None:
     child.assert_clean_stderr()
     log = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", child.out.text)
     assert log == (GOLDEN / "bridge.out").read_text()
+
+
+def test_the_example_test_suite_passes_as_the_readme_shows() -> None:
+    """`evt test examples/tests` (the README tour): every line, in order with -j 1, the
+    times shown as T."""
+    r = run_cli(["test", "-j", "1", "examples/tests"], cwd=ROOT)
+    assert r.code == 0, r.out + r.err
+    out = re.sub(r"\((\d+ ms|\d+\.\d s)\)", "(T)", r.out)
+    out = re.sub(r" in \d+\.\d s$", " in T", out.rstrip("\n"))
+    assert out + "\n" == (GOLDEN / "tests.out").read_text()
+
+
+def test_the_readme_test_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Testing WebSocket services", 1)[1]
+    code = re.search(r"```\n(server api.*?)```", section, re.S)
+    assert code is not None
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "readme_test.evt"
+        path.write_text(code[1], encoding="utf-8")
+        r = run_cli(["test", str(path)])
+    assert r.code == 0, r.out + r.err
+    assert "1 passed, 0 failed, 1 skipped" in r.out
