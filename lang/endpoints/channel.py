@@ -204,7 +204,10 @@ class Channel:
     """One live WebSocket as a source of evt events (a client connection, or a peer)."""
 
     __slots__ = ("_arrived", "_space", "endpoint", "inline", "log", "max_queue", "opened_at",
-                 "pending", "rt", "source", "tally", "ws")
+                 "pending", "recording", "rt", "source", "tally", "ws")
+    # SPEC §14: `--record` writes each message from the client's side: what a client
+    # connection sends is "send", what a server's peer sends it is "receive"
+    is_client_side = True
 
     def __init__(self, endpoint: Endpoint) -> None:
         from lang.runtime.sources import Source
@@ -221,9 +224,18 @@ class Channel:
         self.max_queue = int(endpoint.config["max_queue"])
         self.tally = endpoint.tally
         self.opened_at = 0.0
+        self.recording: Any = None  # `--record`: this session's conversation, while it is open
+
+    def handshake_record(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+        """For `--record`: (the URL, the request's headers, the response's headers)."""
+        raise NotImplementedError
 
     def session_began(self) -> None:
         """The handshake is done (ws_sessions, and the clock of ws_session_duration)."""
+        recorder = self.rt.recorder
+        if recorder is not None:
+            url, request, response = self.handshake_record()
+            self.recording = recorder.opened(url, request, response, self.is_client_side)
         tally = self.tally
         if tally is not None:
             tally.sessions += 1
@@ -231,6 +243,14 @@ class Channel:
             self.opened_at = clock()
 
     def session_ended(self) -> None:
+        recording = self.recording
+        if recording is not None:
+            self.recording = None
+            ws = self.ws
+            closed = ws.closed if ws is not None else None
+            recording.ended(closed.code if closed is not None else None,
+                            closed.reason if closed is not None else "",
+                            bool(ws is not None and ws.closed_by_peer))
         tally = self.tally
         if tally is not None:
             tally.open -= 1
@@ -247,6 +267,9 @@ class Channel:
         """Called by the transport's reader for each whole message."""
         rt = self.rt
         rt.message_seq += 1
+        recording = self.recording
+        if recording is not None:
+            recording.message(not self.is_client_side, msg)
         tally = self.tally
         if tally is not None:
             tally.msgs_received += 1
@@ -416,6 +439,9 @@ class Channel:
         except ConnectionError as e:
             self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
             return
+        recording = self.recording
+        if recording is not None:
+            recording.message(self.is_client_side, data)
         tally = self.tally
         if tally is not None:
             tally.msgs_sent += 1
@@ -424,6 +450,8 @@ class Channel:
     async def evt_close(self, code: int, reason: str, span: A.Span) -> None:
         ws = self.ws
         if ws is not None and ws.closed is None:
+            if self.recording is not None:
+                self.recording.closing(code, reason)
             await ws.close(code, reason)
 
     async def evt_expect(self, inv: Any, mode: str | None,

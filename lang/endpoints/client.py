@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -149,7 +150,28 @@ class ClientConnection(Channel):
     async def evt_close(self, code: int, reason: str, span: A.Span) -> None:
         ws = self.end()
         if ws is not None:
+            if self.recording is not None:
+                self.recording.closing(code, reason)
             await ws.close(code, reason)
+
+    def handshake_record(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+        """The request as this connection sent it (its key is not kept: it is random) and
+        the server's response headers."""
+        ws = self.ws
+        assert ws is not None
+        url = self.url()
+        host = urlsplit(url).netloc.rpartition("@")[2]
+        request = [("Host", host), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Version", "13")]
+        protocols = list(self.config["subprotocols"])
+        if protocols:
+            request.append(("Sec-WebSocket-Protocol", ", ".join(map(str, protocols))))
+        request += [(str(k), str(v)) for k, v in dict(self.config["headers"]).items()]
+        response = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+        if ws.peer.subprotocol:
+            response.append(("Sec-WebSocket-Protocol", ws.peer.subprotocol))
+        # wsproto keeps only the headers past the handshake's own (and its accept key)
+        return url, request, response + list(header_items(ws.peer.headers).items())
 
     async def _life(self) -> None:
         """Connect, run the session, and reconnect with backoff while wanted; connect again

@@ -21,7 +21,9 @@ Rules of this module (beyond Incari, which has no server):
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
 import ssl
 from typing import Any
 from urllib.parse import parse_qsl
@@ -64,6 +66,7 @@ class PeerChannel(Channel):
     """One client of a server: the value `from P` binds."""
 
     evt_type = "peer"
+    is_client_side = False
     __slots__ = ("_headers", "_query", "fields", "id", "server")
 
     def __init__(self, server: ServerEndpoint, ws: WebSocket, ident: int) -> None:
@@ -87,6 +90,24 @@ class PeerChannel(Channel):
 
     def evt_address(self) -> Any:
         return self.ws.peer.remote if self.ws is not None else None
+
+    def handshake_record(self) -> tuple[str, list[tuple[str, str]], list[tuple[str, str]]]:
+        """The client's request and the response as this server answered it."""
+        ws = self.ws
+        assert ws is not None
+        peer = ws.peer
+        request = list(header_items(peer.headers).items())
+        scheme = "wss" if self.server.secure else "ws"
+        host = next((v for k, v in request if k.lower() == "host"), self.server.address or "")
+        url = f"{scheme}://{host}{peer.path}" + (f"?{peer.query}" if peer.query else "")
+        key = next((v for k, v in request if k.lower() == "sec-websocket-key"), "")
+        accept = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        response = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                    ("Sec-WebSocket-Accept", accept)]
+        if peer.subprotocol:
+            response.append(("Sec-WebSocket-Protocol", peer.subprotocol))
+        return url, request, response
 
     def evt_get(self, name: str, span: A.Span) -> Any:
         ws = self.ws
@@ -160,6 +181,11 @@ class ServerEndpoint(Endpoint):
 
     def evt_address(self) -> Any:
         return self.address
+
+    @property
+    def secure(self) -> bool:
+        """Whether it serves wss://."""
+        return self._tls is not None
 
     def evt_peers(self) -> list:
         return [p for p in self.peers.values() if p.ws is not None and p.ws.open]
@@ -413,6 +439,8 @@ class ServerEndpoint(Endpoint):
                               f"({to_str(ws.out_limit)} bytes waiting)", "too slow")
             else:
                 sent += 1
+                if peer.recording is not None:
+                    peer.recording.message(False, data)
         if sent and self.tally is not None:
             self.tally.msgs_sent += sent
             self.tally.data_sent += sent * payload_size(data)

@@ -109,6 +109,7 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
         self.metrics = Registry() if metrics else None  # SPEC §12 (None: --no-metrics)
         self.thresholds: list[A.Threshold] = []
         self.measuring: Any = None  # lang.interpreter.measuring.Measuring, set by the CLI
+        self.recorder: Any = None  # `--record` (SPEC §14): lang.recording.recorder, by the CLI
         self.breached = False  # a threshold was breached
         self.compiler = Compiler(self, builtins)
         self.declare_global("args", [os_text(a) for a in args or []])
@@ -388,6 +389,8 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(self._watch_signals)
+            if self.recorder is not None:
+                outer.start_soon(self.recorder.run)
             if self.metrics is not None:
                 self.metrics.started = self.metrics.clock()
             if self.measuring is not None:
@@ -412,6 +415,8 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
                 self.stopping = True  # what is cancelled now is ended by the shutdown
                 tg.cancel_scope.cancel()
             await self.shutdown()
+            if self.recorder is not None:
+                self.recorder.finish()
             if self.measuring is not None:
                 self.breached = self.measuring.finish()
             await self._flush_output()

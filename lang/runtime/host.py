@@ -42,6 +42,7 @@ class CompilerHost(Protocol):
     global_slots: Any
     globals: list[Any]
     metrics: Any  # lang.metrics.registry.Registry, or None (--no-metrics)
+    recorder: Any  # `--record` (SPEC §14): lang.recording.recorder.Recorder, or None
     watched: Any
 
     async def broadcast(self, target: Any, value: Any, mode: str | None, except_: Any,
@@ -100,6 +101,7 @@ class EndpointHost(Protocol):
     lifecycle: Any
     message_seq: int
     metrics: Any  # lang.metrics.registry.Registry, or None (--no-metrics)
+    recorder: Any  # `--record` (SPEC §14): lang.recording.recorder.Recorder, or None
     shutting_down: bool
     stopping: bool
     trace: bool

@@ -35,6 +35,7 @@ class Closing:
         state = self.conn.state
         if state is ConnectionState.REMOTE_CLOSING:  # the peer closes: answer, then end TCP
             self._received = (int(ev.code), ev.reason or "")
+            self.closed_by_peer = True
             if self.on_frame is not None:
                 self.on_frame("<", "close", close_text(ev.code, ev.reason or ""))
             code = ev.code if ev.code not in (1005, 1006, 1015) else 1000

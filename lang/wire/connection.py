@@ -99,9 +99,9 @@ class WebSocket(Closing):
     __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_direct",
                  "_done", "_failed", "_flushing", "_frames", "_message_deadline", "_out_bytes",
                  "_outbox", "_parts", "_pong", "_reader", "_reader_id", "_reading", "_received",
-                 "_size", "_writers", "_writing", "client", "closed", "conn", "fast", "late_bytes",
-                 "limits", "messages_in", "on_failure", "on_frame", "on_pong", "out_limit",
-                 "pauses", "peer", "plain", "spawn", "stream", "unpause")
+                 "_size", "_writers", "_writing", "client", "closed", "closed_by_peer", "conn",
+                 "fast", "late_bytes", "limits", "messages_in", "on_failure", "on_frame",
+                 "on_pong", "out_limit", "pauses", "peer", "plain", "spawn", "stream", "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -118,6 +118,7 @@ class WebSocket(Closing):
         self.on_pong: Callable[[float], None] | None = None  # told each ping's round trip (s)
         self.on_frame = on_frame  # --trace: ("<" or ">", kind, payload)
         self.closed: Closed | None = None
+        self.closed_by_peer = False  # the peer's close frame began the close handshake
         # writing: one task writes at a time, the outbox in order (see "sending" below)
         self._writing = False
         self._writers: list[anyio.Event] = []  # tasks waiting for the writer
