@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--virtual-time", action="store_true",
                      help="timers, waits and timeouts follow a virtual clock that jumps to the "
                           "next deadline whenever the program is idle (runs on asyncio)")
+    run.add_argument("--record", metavar="FILE.har",
+                     help="record every WebSocket conversation of the run into a HAR file")
     metrics = run.add_argument_group("metrics (SPEC §12)")
     metrics.add_argument("--summary", action="store_true",
                          help="print every metric and threshold to stderr at the end")
@@ -87,6 +89,33 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--report-json", metavar="FILE", help="write a JSON report")
     test.add_argument("paths", nargs="+", metavar="PATH")
 
+    replay = sub.add_parser(
+        "replay", help="replay a HAR recording as a mock server or a regression test",
+        description="Replay the WebSocket conversations of FILE.har (evt's --record, or a "
+                    "HAR exported by Chrome or Firefox DevTools).",
+        epilog="Exit codes: 0 the conversation matched (or the mock was stopped), 1 it did "
+               "not, 2 usage error or a file that is not a HAR recording.")
+    replay.add_argument("file", metavar="FILE.har")
+    replay.add_argument("--serve", metavar="HOST:PORT", help="be a mock server on HOST:PORT")
+    replay.add_argument("--url", nargs="?", const="", metavar="URL",
+                        help="test the server at URL (default: the recorded one)")
+    replay.add_argument("--match", choices=("exact", "json", "any"), default="exact",
+                        help="how a message is compared (default exact)")
+    replay.add_argument("--ignore", metavar="KEY,...",
+                        help="with --match json: keys left out of the comparison")
+    replay.add_argument("--pace", choices=("fast", "recorded"), default="fast",
+                        help="send at once (default) or keep the recorded gaps")
+    replay.add_argument("--timeout", default="10s", metavar="D",
+                        help="--url: how long to wait for each server message (default 10s)")
+
+    codegen = sub.add_parser("codegen", help="write an evt script from a HAR recording",
+                             description="Print an evt script that does what `evt replay` "
+                                         "does with FILE.har, for a person to edit.")
+    codegen.add_argument("file", metavar="FILE.har")
+    which = codegen.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serve", action="store_true", help="a mock server script")
+    which.add_argument("--client", action="store_true", help="a client (regression test)")
+
     check = sub.add_parser("check", help="parse and check scripts, print every problem")
     check.add_argument("files", nargs="+", metavar="FILE")
 
@@ -112,6 +141,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
             code = cmd_run(opts)
         elif opts.command == "test":
             code = cmd_test(opts)
+        elif opts.command == "replay":
+            from lang.recording.commands import cmd_replay
+            code = cmd_replay(opts, host_port, duration_option)
+        elif opts.command == "codegen":
+            from lang.recording.commands import cmd_codegen
+            code = cmd_codegen(opts)
         elif opts.command == "check":
             code = cmd_check(opts.files)
         elif opts.command == "repl":
@@ -260,6 +295,13 @@ def cmd_run(opts: argparse.Namespace) -> int:
     except RecursionError:
         _err(too_deep(opts.file))
         return 3
+    if opts.record is not None:
+        from lang.recording.commands import make_recorder
+
+        rt.recorder, problem = make_recorder(opts.record, api.VERSION)
+        if problem is not None:
+            _err(f"evt: error: {problem}")
+            return 2
     if rt.metrics is not None:
         from lang.interpreter.measuring import Measuring, MeasuringOptions
 
