@@ -69,9 +69,9 @@ def test_output_lines_exit_code_and_isolation(tmp_path: Path) -> None:
     r = run_cli(["test", "-j", "2", str(path)])
     assert r.code == 1, r.out + r.err
     got = {name: (word, extra) for word, name, *extra in lines_of(r.out)}
-    assert got["echo"][0] == "PASS"
-    assert got["sees the initial value"][0] == "PASS"  # each test: a fresh program
-    assert got["sees the initial value too"][0] == "PASS"
+    assert got["echo"][0] == "PASS", r.out
+    assert got["sees the initial value"][0] == "PASS", r.out  # each test: a fresh program
+    assert got["sees the initial value too"][0] == "PASS", r.out
     assert got["fails"][0] == "FAIL"
     assert got["later"] == ("SKIP", [None, "the server has no such feature yet"])
     assert got["runtime error"][0] == "FAIL"
