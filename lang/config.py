@@ -43,8 +43,16 @@ CLIENT_KEYS: dict[str, Key] = {
     "reconnect": Key("bool", False, "retry with backoff after an unexpected close"),
     "reconnect_min": Key("duration", 0.5, "shortest wait before a reconnect"),
     "reconnect_max": Key("duration", 30.0, "longest wait before a reconnect"),
+    # unset: True, the environment's proxy (as lang.wire.proxy.choose_proxy takes it),
+    # a value no script can give (true is not a string); null: none
+    "proxy": Key("string", True, '"http://[user:pass@]host:port", "socks5://...", '
+                 '"socks5h://..." (the proxy resolves names), or null for none; unset: '
+                 "from the environment (no_proxy, wss_proxy/ws_proxy, https_proxy, "
+                 "http_proxy)"),
     "verify_tls": Key("bool", True, "false accepts any certificate"),
     "ca_file": Key("string", None, "extra trust anchors for wss"),
+    "certfile": Key("string", None, "client certificate (PEM; with its key unless keyfile)"),
+    "keyfile": Key("string", None, "the client certificate's private key (PEM)"),
 }
 
 SERVER_KEYS: dict[str, Key] = {
@@ -62,6 +70,10 @@ SERVER_KEYS: dict[str, Key] = {
     "compression": CLIENT_KEYS["compression"],
     "certfile": Key("string", None, "certificate chain (PEM) to serve wss"),
     "keyfile": Key("string", None, "private key (PEM) to serve wss"),
+    "client_ca": Key("string", None, "CA (PEM) that signs the client certificates"),
+    # true, "optional" or false (problem() judges it: a bool or that one string)
+    "verify_client": Key("bool", False, 'true: a client certificate is required; '
+                         '"optional": asked for, checked when given; false: not asked'),
 }
 
 REQUIRED = {"connection": "url", "server": "listen"}
@@ -83,14 +95,7 @@ def keys_for(role: str) -> dict[str, Key]:
 
 # Keys of SPEC Part 2 that evt does not have yet: named as such, never "did you mean" a key
 # that does something else ('certfile' on a connection suggested 'ca_file')
-_NOT_YET = {
-    ("connection", "certfile"): "evt has no client certificates so far (on a server, "
-                                "'certfile' and 'keyfile' serve wss)",
-    ("connection", "keyfile"): "evt has no client certificates so far (on a server, "
-                               "'certfile' and 'keyfile' serve wss)",
-    ("connection", "proxy"): "evt connects directly so far, through no proxy",
-    ("server", "client_ca"): "evt does not check client certificates so far",
-    ("server", "verify_client"): "evt does not check client certificates so far",
+_NOT_YET: dict[tuple[str, str], str] = {
 }
 
 
@@ -113,6 +118,10 @@ def problem(role: str, key: str, value: Any) -> str | None:
     spec = keys_for(role)[key]
     kind = spec.kind
     t = type(value)
+    if key == "proxy":
+        return _proxy_problem(value)
+    if key == "verify_client" and (value is None or value == "optional"):
+        return None  # null: not asked, as false
     if value is None and spec.default is None and key not in REQUIRED.values():
         return None  # an optional key set to null means "not set"
     ok = {
@@ -124,6 +133,9 @@ def problem(role: str, key: str, value: Any) -> str | None:
         "map": t is dict,
         "list": t is list,
     }[kind]
+    if not ok and key == "verify_client":
+        return (f"'verify_client' must be true (required), \"optional\" or false, got "
+                f"{_quoted(value) if t is str else type_name(value)}")
     if not ok:
         return f"'{key}' must be {_KIND_WORDS[kind]}, got {type_name(value)}"
     if kind == "duration" and t is float and math.isnan(value):
@@ -161,6 +173,39 @@ def value_for(role: str, key: str, value: Any) -> Any:
     return value
 
 
+def tls_problems(role: str, name: str, values: dict[str, Any]) -> list[str]:
+    """What is wrong with the TLS keys of one block taken together. `values`: the keys the
+    block sets (the checker's: literal values, and a marker where a value is not a literal:
+    set, of unknown value) or a whole evaluated configuration (the runtime's: every key,
+    the unset ones at their defaults, so "absent" never holds there)."""
+    def given(key: str) -> bool:
+        return values.get(key) is not None and values.get(key) is not False
+
+    problems = []
+    if role == "connection":
+        url = values.get("url")
+        if given("keyfile") and not given("certfile"):
+            problems.append(f"connection '{name}' has 'keyfile' but no 'certfile' (the "
+                            "client certificate)")
+        if given("certfile") and type(url) is str and url[:5].lower() == "ws://":
+            problems.append(f"connection '{name}': a client certificate ('certfile') needs "
+                            "a wss:// url (ws:// has no TLS)")
+        return problems
+    if given("certfile") != given("keyfile"):
+        problems.append(f"server '{name}' needs both 'certfile' and 'keyfile' for wss")
+    verify = values.get("verify_client")  # a computed one is judged when the server starts
+    if (verify is True or verify == "optional") and not given("client_ca"):
+        problems.append(f"server '{name}': 'verify_client' needs 'client_ca' (the CA that "
+                        "signs the client certificates)")
+    if given("client_ca") and not (given("certfile") or given("keyfile")):
+        problems.append(f"server '{name}': 'client_ca' needs wss ('certfile' and "
+                        "'keyfile'): client certificates come with TLS")
+    elif given("client_ca") and "verify_client" not in values:
+        problems.append(f"server '{name}': 'client_ca' alone asks no client for a "
+                        "certificate: add verify_client = true (required) or \"optional\"")
+    return problems
+
+
 def _headers_problem(headers: dict) -> str | None:
     for name, value in headers.items():
         if type(name) is not str or type(value) not in (str, int, float):
@@ -177,6 +222,38 @@ def _headers_problem(headers: dict) -> str | None:
 def _quoted(text: str) -> str:
     shown = text if len(text) <= 40 else text[:40] + "..."
     return repr(shown)
+
+
+def _proxy_problem(url: Any) -> str | None:
+    """The cheap checks of lang.wire.proxy's parse_proxy (it cannot be imported here), in
+    its words; never showing credentials. Null means no proxy."""
+    if url is None:
+        return None
+    if type(url) is not str:
+        return f"'proxy' must be a proxy url (a string) or null, got {type_name(url)}"
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    shown = f"{scheme}{sep}{netloc.rpartition('@')[2]}{slash}{path}" if sep else url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return f"bad proxy '{shown}': the port must be a number from 1 to 65535"
+    words = None
+    if parts.scheme.lower() == "https":
+        words = "https:// proxies (TLS to the proxy itself) are not supported; an http:// " \
+                "proxy tunnels wss:// too"
+    elif parts.scheme.lower() not in ("http", "socks5", "socks5h"):
+        words = "a proxy url starts with http://, socks5:// or socks5h://"
+    elif not parts.hostname:
+        words = "it has no host"
+    elif parts.path not in ("", "/") or parts.query or parts.fragment:
+        words = "a proxy url is scheme://host:port, with no path, query or fragment"
+    elif port == 0:
+        words = "the port must be a number from 1 to 65535"
+    elif parts.username is not None and parts.password is None:
+        words = "it has a user name but no password (user:pass@host)"
+    return f"bad proxy '{shown}': {words}" if words else None
 
 
 def _url_problem(url: str) -> str | None:

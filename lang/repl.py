@@ -46,6 +46,7 @@ from lang.runtime.core import AssertFailed, Inv, shutdown_signals, signal_exit_c
 from lang.runtime.stdio import Stdio, owes, read_lines, settle
 from lang.syntax.parser import parse_repl
 from lang.values import to_repr
+from lang.wire.proxy import shown_proxy
 
 SOURCE = "<repl>"
 PROMPT = "evt> "
@@ -411,16 +412,25 @@ class Repl:
         for name, ep in self.rt.endpoints.items():
             if ep.evt_type == "connection":
                 for c in [ep, *(c for c in ep.evt_connections() if c is not ep)]:
-                    where = f" {c.config['url']}" if c.config.get("url") else ""
-                    remote = c.evt_address()
-                    extra = f" (remote {remote})" if remote else ""
-                    lines.append(f"{c.label}: connection, {c.state}{where}{extra}")
+                    lines.append(connection_line(c))
             else:
                 address = ep.evt_address()
                 state = f"listening on {address}" if address else "not listening"
                 n = len(ep.evt_peers())
                 lines.append(f"{name}: server, {state}, {n} peer{'s' if n != 1 else ''}")
         return "\n".join(lines) if lines else "(no connections or servers)"
+
+
+def connection_line(c: Any) -> str:
+    """A connection in `:conns`: its state, url, remote address, and the proxy its
+    configuration goes through (never its credentials)."""
+    cfg = c.config
+    where = f" {cfg['url']}" if cfg.get("url") else ""
+    remote = c.evt_address()
+    extra = f" (remote {remote})" if remote else ""
+    proxy = shown_proxy(cfg.get("proxy", True), cfg.get("url"), cfg.get("port"))
+    via = f" via proxy {proxy}" if proxy else ""
+    return f"{c.label}: connection, {c.state}{where}{extra}{via}"
 
 
 ELSE_START = re.compile(r"\s*else\b")

@@ -23,6 +23,15 @@ from typing import Any
 
 import pytest
 
+# The suite's connections go to 127.0.0.1 directly: a proxy set in the environment of the
+# machine that runs it (a CI runner's, for its package downloads) would otherwise carry them
+# (evt follows the proxy variables as the `websockets` library does). Tests of proxies set
+# their own.
+for _name in list(os.environ):
+    if _name.lower() in ("http_proxy", "https_proxy", "ws_proxy", "wss_proxy", "socks_proxy",
+                         "all_proxy", "no_proxy"):
+        del os.environ[_name]
+
 
 @pytest.fixture
 def anyio_backend() -> tuple[str, dict[str, Any]]:

@@ -29,7 +29,7 @@ from lang.endpoints.channel import Channel, Endpoint, clock, closed_value, limit
 from lang.errors import EvtRuntimeError
 from lang.runtime.host import EndpointHost
 from lang.values import type_name
-from lang.wire.client import ClientOptions, connect
+from lang.wire.client import ClientOptions, connect, proxy_for
 from lang.wire.frames import Closed, TransportError, close_text
 from lang.wire.server import header_items
 
@@ -43,8 +43,8 @@ class ClientConnection(Channel):
     """One client connection of a declaration: the value `from c` binds on its events."""
 
     evt_type = "connection"
-    __slots__ = ("_alive", "_restart", "config", "fields", "first", "go", "ident", "scope",
-                 "state", "wanted")
+    __slots__ = ("_alive", "_restart", "config", "fields", "first", "go", "ident", "overrides",
+                 "scope", "state", "wanted")
 
     def __init__(self, endpoint: ClientEndpoint, cfg: dict[str, Any], ident: int) -> None:
         Channel.__init__(self, endpoint)
@@ -52,6 +52,7 @@ class ClientConnection(Channel):
 
     def setup(self, cfg: dict[str, Any], ident: int) -> None:
         self.config = cfg
+        self.overrides: dict[str, Any] | None = None  # an `open ... with` map, judged
         self.ident = ident
         self.max_queue = int(cfg["max_queue"])
         self.state = "idle"  # idle connecting open reconnecting
@@ -183,6 +184,8 @@ class ClientConnection(Channel):
                 if self._restart:  # a (new) start: its configuration, no backoff
                     self._restart = False
                     delay = float(self.config["reconnect_min"])
+                else:  # a reconnect: the configuration again (a refreshed token)
+                    await self._reconfigure()
                 cfg = self.config
                 ws = None
                 failure = None
@@ -232,6 +235,34 @@ class ClientConnection(Channel):
             self.endpoint.members.pop(self, None)
             self.rt.release()
 
+    async def _reconfigure(self) -> None:
+        """SPEC §15: the configuration is evaluated at every attempt. It runs as an event of
+        this connection's source, after the events queued there (the error handler that
+        refreshes a token the headers read); a runtime error in it is reported, and the
+        attempt uses the configuration it had."""
+        done = anyio.Event()
+
+        async def job() -> None:
+            try:
+                endpoint = self.endpoint
+                if self is endpoint:
+                    await endpoint.evaluate_config()
+                else:
+                    cfg = config.defaults(endpoint.role)
+                    await endpoint.evaluate_config(cfg)
+                    cfg.update(self.overrides or {})
+                    self.config = cfg
+            except Exception as e:
+                self.rt.failure(e, f"the configuration of {self.endpoint.name}",
+                                getattr(e, "span", self.endpoint.span))
+            finally:
+                done.set()
+
+        if self.rt.shutting_down or self.rt.stopping:
+            return
+        self.source.post(job)
+        await done.wait()
+
     async def _first_over(self) -> None:
         """The first attempt of an opened connection is over: `open` returns, and this
         connection's events wait until its caller went on (to its next wait, or its end),
@@ -254,11 +285,20 @@ class ClientConnection(Channel):
 
     def _options(self) -> ClientOptions:
         cfg = self.config
-        return ClientOptions(
+        opts = ClientOptions(
             url=self.url(), port=cfg["port"], headers=dict(cfg["headers"]),
             subprotocols=list(cfg["subprotocols"]), connect_timeout=float(cfg["connect_timeout"]),
             compression=bool(cfg["compression"]), verify_tls=bool(cfg["verify_tls"]),
-            ca_file=cfg["ca_file"], limits=limits_of(cfg))
+            ca_file=cfg["ca_file"], certfile=cfg["certfile"], keyfile=cfg["keyfile"],
+            limits=limits_of(cfg))
+        # SPEC §15: the key's proxy, or the environment's (read at each attempt, as the
+        # rest); a bad one is this attempt's TransportError
+        opts.proxy = cfg["proxy"]
+        proxy = opts.proxy = proxy_for(opts)
+        if proxy is not None:
+            self.say(f"through proxy {proxy}" + (f" (from {proxy.source})" if proxy.source
+                                                 else ""))
+        return opts
 
     def _failure(self, why: str) -> None:
         self.endpoint.report_error(f"{self.label}: {why}", self)
@@ -355,6 +395,8 @@ class ClientEndpoint(Endpoint, ClientConnection):
                     raise EvtRuntimeError(f"open {self.name}: {problem}", span)
                 cfg[key] = config.value_for(self.role, key, value)
         conn = ClientConnection(self, cfg, self.new_ident())
+        if overrides:
+            conn.overrides = {k: cfg[k] for k in overrides}
         first, go = conn.first, conn.go = anyio.Event(), anyio.Event()
         conn.begin()
         try:

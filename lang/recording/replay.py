@@ -209,7 +209,7 @@ async def _check_one(conv: Conversation, where: str, opts: ReplayOptions,
     protocols = [p.strip() for k, v in conv.request_headers
                  if k.lower() == "sec-websocket-protocol" for p in v.split(",") if p.strip()]
     try:
-        ws = await connect(ClientOptions(url=target, subprotocols=protocols,
+        ws = await connect(ClientOptions(url=target, subprotocols=protocols, proxy=True,
                                          connect_timeout=opts.timeout,
                                          limits=Limits(max_message=opts.max_message)))
     except TransportError as e:

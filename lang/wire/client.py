@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import re
 import ssl
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 import h11
+from anyio.streams.tls import TLSStream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -31,6 +33,7 @@ from lang.wire.frames import (
     TransportError,
     seconds_text,
 )
+from lang.wire.proxy import Proxy, choose_proxy, open_tunnel
 
 # ---------------------------------------------------------------- client role
 
@@ -45,20 +48,117 @@ class ClientOptions:
     compression: bool = False
     verify_tls: bool = True
     ca_file: str | None = None
+    certfile: str | None = None  # the client certificate (PEM), with its key unless keyfile
+    keyfile: str | None = None
     limits: Limits = field(default_factory=Limits)
+    # a Proxy or "http://..."/"socks5://..."/"socks5h://...", None for none, True for the
+    # environment's (lang/wire/proxy.py)
+    proxy: Proxy | str | bool | None = None
 
 
-def client_tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    def __post_init__(self) -> None:
+        """A client certificate needs TLS (raised here: the attempt fails with it)."""
+        if self.keyfile and not self.certfile:
+            raise TransportError("'keyfile' without 'certfile': the client certificate is "
+                                 "certfile (its key in keyfile, or in certfile itself)")
+        if self.certfile and urlsplit(self.url).scheme.lower() != "wss":
+            raise TransportError("a client certificate ('certfile') needs a wss:// url "
+                                 "(ws:// has no TLS)")
+
+
+def client_tls_context(verify: bool, ca_file: str | None, certfile: str | None = None,
+                       keyfile: str | None = None) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     if ca_file:
         try:
             ctx.load_verify_locations(ca_file)
         except (OSError, ssl.SSLError) as e:
             raise TransportError(f"cannot load ca_file '{ca_file}': {e}") from None
+    if certfile:
+        load_certificate(ctx, certfile, keyfile)
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _no_passphrase() -> str:
+    raise _Encrypted  # never OpenSSL's prompt on the terminal
+
+
+def load_certificate(ctx: ssl.SSLContext, certfile: str, keyfile: str | None) -> None:
+    """ctx.load_cert_chain (either role), with errors that name the file and say what is
+    wrong with it. A passphrase-protected key is refused, never asked for."""
+    texts = {}
+    for what, path in (("certfile", certfile), ("keyfile", keyfile)):
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    texts[what] = f.read()
+            except OSError as e:
+                raise TransportError(f"cannot read {what} '{path}': "
+                                     f"{e.strerror or e}") from None
+    try:
+        ctx.load_cert_chain(certfile, keyfile, password=_no_passphrase)
+    except _Encrypted:
+        raise TransportError(f"the key in '{keyfile or certfile}' is encrypted (protected "
+                             "by a passphrase): evt needs an unencrypted key") from None
+    except ssl.SSLError as e:
+        raise TransportError(_certificate_problem(e, texts, certfile, keyfile)) from None
+
+
+def _certificate_problem(e: ssl.SSLError, texts: dict[str, bytes], certfile: str,
+                         keyfile: str | None) -> str:
+    key_text = texts.get("keyfile", texts["certfile"])
+    key_path = keyfile or certfile
+    if e.reason == "KEY_VALUES_MISMATCH":
+        return f"the key in '{key_path}' does not match the certificate in '{certfile}'"
+    if b"-----BEGIN CERTIFICATE-----" not in texts["certfile"]:
+        return f"certfile '{certfile}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    if b"PRIVATE KEY-----" not in key_text:
+        if keyfile:
+            return f"keyfile '{keyfile}' holds no PEM private key"
+        return f"certfile '{certfile}' holds no private key: set keyfile"
+    return f"cannot load certfile '{certfile}'" + (f" and keyfile '{keyfile}'" if keyfile
+                                                   else "") + f": {e.reason or e}"
+
+
+_ALERT = re.compile(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_(\w+)")
+# alerts a server sends about the client's certificate (RFC 8446 §6.2)
+_CERTIFICATE_ALERTS = {"CERTIFICATE_REQUIRED", "UNKNOWN_CA", "BAD_CERTIFICATE",
+                       "CERTIFICATE_UNKNOWN", "CERTIFICATE_EXPIRED", "CERTIFICATE_REVOKED",
+                       "UNSUPPORTED_CERTIFICATE", "ACCESS_DENIED"}
+
+
+def tls_failure(e: ssl.SSLError, certfile: str | None) -> str:
+    """A TLS failure of the client in words: an alert from the server about the client
+    certificate (or its absence) says so."""
+    m = _ALERT.fullmatch(e.reason or "")
+    if m is None:
+        return f"TLS failed: {e.reason or e}"
+    alert = m[1].lower().replace("_", " ").replace("unknown ca", "unknown CA")
+    if m[1] in _CERTIFICATE_ALERTS and certfile:
+        return f"the server refused the client certificate (TLS alert: {alert})"
+    if m[1] in _CERTIFICATE_ALERTS:
+        return (f"the server requires a client certificate (TLS alert: {alert}): set "
+                "certfile (and keyfile)")
+    hint = ""
+    if m[1] == "HANDSHAKE_FAILURE" and not certfile:
+        hint = "; does the server require a client certificate (certfile)?"
+    return f"TLS failed: the server ended the TLS handshake (TLS alert: {alert}){hint}"
+
+
+def proxy_for(opts: ClientOptions) -> Proxy | None:
+    """The proxy a connection with these options goes through (the environment's when
+    opts.proxy is True). Raises TransportError for a bad one."""
+    parts = urlsplit(opts.url)
+    secure = parts.scheme == "wss"
+    port = opts.port or parts.port or (443 if secure else 80)
+    return choose_proxy(opts.proxy, parts.hostname or "", port, secure)
 
 
 async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
@@ -69,18 +169,18 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
     host = parts.hostname or ""
     port = opts.port or parts.port or (443 if secure else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    ctx = client_tls_context(opts.verify_tls, opts.ca_file) if secure else None
+    ctx = client_tls_context(opts.verify_tls, opts.ca_file, opts.certfile,
+                             opts.keyfile) if secure else None
     timeout = opts.connect_timeout if opts.connect_timeout > 0 else math.inf
+    proxy = proxy_for(opts)
     try:
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(timeout):  # the proxy's part included
             try:
-                stream = await anyio.connect_tcp(host, port, ssl_context=ctx, tls=secure,
-                                                 tls_hostname=host if secure else None,
-                                                 tls_standard_compatible=False)
+                stream = await _open_stream(host, port, secure, ctx, proxy)
             except ssl.SSLCertVerificationError as e:
                 raise TransportError(f"TLS certificate not trusted: {e.verify_message}") from None
             except ssl.SSLError as e:
-                raise TransportError(f"TLS failed: {e.reason or e}") from None
+                raise TransportError(tls_failure(e, opts.certfile)) from None
             except OSError as e:
                 raise TransportError(_os_error(e)) from None
             except anyio.EndOfStream:  # only the TLS handshake reads: the server hung up
@@ -96,8 +196,27 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
                     await quiet_close(stream)
                 raise
     except TimeoutError:
+        via = f" (through proxy {proxy})" if proxy is not None else ""
         raise TransportError(f"connect timed out after {seconds_text(opts.connect_timeout)}"
-                             ) from None
+                             f"{via}") from None
+
+
+async def _open_stream(host: str, port: int, secure: bool, ctx: ssl.SSLContext | None,
+                       proxy: Proxy | None) -> anyio.abc.ByteStream:
+    """TCP to host:port, directly or through a tunnel of the proxy; then TLS for wss."""
+    if proxy is None:
+        return await anyio.connect_tcp(host, port, ssl_context=ctx, tls=secure,
+                                       tls_hostname=host if secure else None,
+                                       tls_standard_compatible=False)
+    tunnel = await open_tunnel(proxy, host, port)
+    if not secure:
+        return tunnel
+    try:
+        return await TLSStream.wrap(tunnel, hostname=host, ssl_context=ctx,
+                                    standard_compatible=False)
+    except BaseException:
+        await anyio.aclose_forcefully(tunnel)
+        raise
 
 
 async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, host: str,
@@ -125,10 +244,15 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
     while True:
         try:
             data = await stream.receive(READ_SIZE)
-        except STREAM_ERRORS:
+        except STREAM_ERRORS as e:
             if status is not None:
                 break
-            hint = "" if secure else "; is it a wss:// server?"
+            if isinstance(e, ssl.SSLError):  # TLS 1.3: a client certificate refused after
+                raise TransportError(tls_failure(e, opts.certfile)) from None  # handshake
+            hint = "; is it a wss:// server?"
+            if secure:  # TLS 1.3 servers that hang up, no alert, on a refused certificate
+                hint = ("; did it refuse the client certificate?" if opts.certfile else
+                        "; does it require a client certificate (certfile)?")
             raise TransportError("the server closed the connection during the handshake"
                                  + hint) from None
         if not secure and status is None and data[:1] == b"\x15" and data[1:2] == b"\x03":
