@@ -18,6 +18,7 @@ from typing import Any
 from lang import ast as A
 from lang import config
 from lang.ast import Span
+from lang.check.flow import FlowChecks
 from lang.check.instances import InstanceChecks
 from lang.check.literals import NOT_LITERAL, literal_value
 from lang.check.metrics import MetricChecks
@@ -25,7 +26,8 @@ from lang.check.testing import TestChecks
 from lang.errors import SOURCES, Diagnostic
 from lang.wire.codes import SENDABLE, valid_close_code
 
-_WS_EVENTS = {"websocket start", "websocket stop", "websocket error", "websocket receive"}
+_WS_EVENTS = {"websocket start", "websocket stop", "websocket error", "websocket receive",
+              "websocket request"}
 _NO_BINDING = {"project start", "project stop", "scene start", "scene stop"}
 
 
@@ -52,13 +54,13 @@ class Symbols:
 class _Body:
     """What a statement may do where it stands."""
 
-    kind: str  # "func", "handler", "timer", "init", "repl", "test"
+    kind: str  # "func", "handler", "request", "timer", "init", "repl", "test"
     scene: SceneSymbols | None
     scopes: list[dict[str, Span]]
     loops: int = 0
 
 
-class Checker(InstanceChecks, MetricChecks, TestChecks):
+class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks):
     def __init__(self, builtins: dict[str, Any], symbols: Symbols | None = None,
                  repl: bool = False) -> None:
         self.builtins = builtins
@@ -192,7 +194,7 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
 
     def _config(self, role: str, d: A.Connection | A.Server) -> None:
         keys = config.keys_for(role)
-        seen: dict[str, Span] = {}
+        seen: dict[str, Any] = {}  # key -> its literal value (NOT_LITERAL when not one)
         body = _Body("init", None, [{}])
         for item in d.items:
             if item.key not in keys:
@@ -200,9 +202,8 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
                 continue
             if item.key in seen:
                 self.error(item.span, f"'{item.key}' is set twice in {role} '{d.name}'")
-            seen[item.key] = item.span
+            seen[item.key] = value = literal_value(item.value)
             self._expr(item.value, body)
-            value = literal_value(item.value)
             if value is not NOT_LITERAL:
                 problem = config.problem(role, item.key, value)
                 if problem:
@@ -210,8 +211,8 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
         required = config.REQUIRED[role]
         if required not in seen:
             self.error(d.span, f"{role} '{d.name}' needs '{required}'")
-        if role == "server" and ("certfile" in seen) != ("keyfile" in seen):
-            self.error(d.span, f"server '{d.name}' needs both 'certfile' and 'keyfile' for wss")
+        for problem in config.tls_problems(role, d.name, seen):  # certfile, client_ca...
+            self.error(d.span, problem)
 
     def _func(self, d: A.Func, scene: SceneSymbols | None) -> None:
         scope = dict.fromkeys(d.params, d.span)
@@ -246,7 +247,10 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
             elif ev.from_name == ev.as_name:
                 self.error(ev.from_span, f"'{ev.from_name}' is bound twice")
             scope[ev.from_name] = ev.from_span
-        self._block(d.body, _Body("handler", scene, [scope]))
+        if ev.kind == "websocket request":
+            self._request_handler(d, scope)  # SPEC §15: a server's, and `reject` may stand
+        self._block(d.body, _Body("request" if ev.kind == "websocket request" else "handler",
+                                  scene, [scope]))
 
     def _scene(self, d: A.Scene) -> None:
         scene = self.symbols.scenes[d.name]
@@ -332,7 +336,7 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
                 self.error(e.span, f"unknown statement '{e.name}'; did you mean '{close[0]}'?")
                 return
         self._expr(e, body)
-        if not isinstance(s.expr, A.Call | A.Open) and body.kind != "repl" and not self.repl:
+        if not isinstance(s.expr, A.Call | A.Open | A.Ping) and body.kind != "repl" and not self.repl:
             self.error(s.span, "this expression's value is not used; did you mean 'print ...'?")
 
     def _s_If(self, s: A.If, body: _Body) -> None:
@@ -376,13 +380,6 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
 
     def _s_Wait(self, s: A.Wait, body: _Body) -> None:
         self._expr(s.duration, body)
-
-    def _s_WaitUntil(self, s: A.WaitUntil, body: _Body) -> None:
-        self._expr(s.cond, body)
-        if s.within is not None:
-            self._expr(s.within, body)
-        if s.orelse is not None:
-            self._block(s.orelse, body)
 
     def _s_Timer(self, s: A.Timer, body: _Body) -> None:
         self._nested_timer(s, body)
@@ -453,16 +450,6 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
         if s.message is not None:
             self._expr(s.message, body)
 
-    def _s_Exit(self, s: A.Exit, body: _Body) -> None:
-        if s.code is not None:
-            self._expr(s.code, body)
-            code = literal_value(s.code)
-            if code is not NOT_LITERAL and (type(code) is not int or not 0 <= code <= 255):
-                self.error(s.code.span, "an exit code must be an int from 0 to 255")
-
-    def _s_Cancel(self, s: A.Cancel, body: _Body) -> None:
-        self._expr(s.timer, body)
-
     def _target(self, t: A.Expr, body: _Body, verb: str) -> None:
         if not isinstance(t, A.Name):
             self._expr(t, body)
@@ -527,8 +514,8 @@ class Checker(InstanceChecks, MetricChecks, TestChecks):
                 self.error(e.span, f"unknown name '{e.name}'{hint}")
         elif isinstance(e, A.Call):
             self._call(e, body)
-        elif isinstance(e, A.Open):
-            self._open(e, body)
+        elif isinstance(e, A.Open | A.Ping):
+            self._instance_expr(e, body)
         elif isinstance(e, A.Binary | A.Logic):
             self._expr(e.left, body)
             self._expr(e.right, body)

@@ -30,10 +30,9 @@ from urllib.parse import parse_qsl
 
 import anyio
 import anyio.abc
-from anyio.streams.tls import TLSStream
 
 from lang import ast as A
-from lang.config import split_listen
+from lang.config import split_listen, tls_problems
 from lang.endpoints.channel import (
     Channel,
     Endpoint,
@@ -42,6 +41,7 @@ from lang.endpoints.channel import (
     limits_of,
     payload_size,
 )
+from lang.endpoints.requests import decider
 from lang.errors import EvtRuntimeError
 from lang.runtime.host import EndpointHost
 from lang.values import to_str, type_name
@@ -53,10 +53,13 @@ from lang.wire.server import (
     accept,
     header_items,
     listen_tls_context,
+    peer_subject,
     refuse,
+    tls_accept,
+    tls_refusal,
 )
 
-_READ_ONLY = ("id", "remote", "path", "query", "headers", "subprotocol")
+_READ_ONLY = ("id", "remote", "path", "query", "headers", "subprotocol", "cert")
 ACCEPT_BACKOFF = (0.1, 1.0)  # seconds: the first wait after a failed accept, the longest
 ACCEPT_REPORT_EVERY = 60.0  # seconds: at most one error event for failing accepts
 _OUT_OF_RESOURCES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -128,6 +131,8 @@ class PeerChannel(Channel):
             return self._headers
         if name == "subprotocol":
             return ws.peer.subprotocol
+        if name == "cert":  # SPEC §15: the client certificate's subject, or null
+            return peer_subject(ws.stream)
         return self.fields.get(name)  # a field the script never set reads as null
 
     def evt_set(self, name: str, value: Any, span: A.Span) -> None:
@@ -203,8 +208,12 @@ class ServerEndpoint(Endpoint):
         listen = str(cfg["listen"])
         try:
             host, port = split_listen(listen)
+            problems = tls_problems("server", self.name, cfg)  # certfile, client_ca...
+            if problems:
+                raise ValueError(problems[0])
             if cfg["certfile"]:
-                self._tls = listen_tls_context(str(cfg["certfile"]), str(cfg["keyfile"]))
+                self._tls = listen_tls_context(str(cfg["certfile"]), cfg["keyfile"],
+                                               cfg["client_ca"], cfg["verify_client"])
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         except (ValueError, TransportError) as e:
             self.report_error(f"{self.name}: cannot listen on {listen}: {e}", None)
@@ -340,10 +349,12 @@ class ServerEndpoint(Endpoint):
             return None
 
         try:
-            ws = await self._handshake(stream, listening, admit)
+            carried: dict[str, Any] = {}  # what `on websocket request` set on R
+            ws = await self._handshake(stream, listening, admit, carried)
             if ws is None:
                 return
             peer = PeerChannel(self, ws, self.next_id)
+            peer.fields.update(carried)
             self.next_id += 1
             ws.on_failure = lambda why: self.report_error(f"{peer.label}: {why}", peer)
             self.peers[peer.id] = peer
@@ -365,7 +376,7 @@ class ServerEndpoint(Endpoint):
                 self.admitted -= 1
 
     async def _handshake(self, stream: anyio.abc.ByteStream, listening: anyio.CancelScope,
-                         admit: Any) -> WebSocket | None:
+                         admit: Any, carried: dict[str, Any]) -> WebSocket | None:
         """TLS and the opening handshake; None when the client was refused or dropped (a
         `stop` drops the clients still in their handshake)."""
         remote = address_text(stream, "?")
@@ -381,6 +392,7 @@ class ServerEndpoint(Endpoint):
                 if self._tls is not None:
                     stream = await self._wrap_tls(stream, opts.handshake_timeout)
                 ws = await accept(stream, opts, remote, admit=admit,
+                                  decide=decider(self.rt, self.name, carried),
                                   on_frame=self.tracer(f"{self.name} {remote}"))
             except Rejected as e:
                 self.verbose(f"refused {remote}: HTTP {e.status} ({e.reason})")
@@ -404,8 +416,7 @@ class ServerEndpoint(Endpoint):
         assert self._tls is not None
         try:
             with anyio.fail_after(timeout if timeout > 0 else 1e9):
-                return await TLSStream.wrap(stream, server_side=True, ssl_context=self._tls,
-                                            standard_compatible=False)
+                return await tls_accept(stream, self._tls)  # a refusal's alert sent
         except TimeoutError:
             raise TransportError("TLS handshake not finished in time") from None
         except ssl.SSLError as e:
@@ -413,7 +424,7 @@ class ServerEndpoint(Endpoint):
                 await refuse(stream, 400, "plain HTTP request to a TLS (wss://) port: use "
                                           "wss:// (or https://)")
                 raise Rejected(400, "plain HTTP request to a TLS port") from None
-            raise TransportError(f"TLS handshake failed: {e}") from None
+            raise TransportError(f"TLS handshake failed: {tls_refusal(e)}") from None
         except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as e:
             raise TransportError(f"TLS handshake failed: {e}") from None
 

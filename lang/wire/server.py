@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSAttribute, TLSStream
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -20,7 +21,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import RemoteProtocolError
 
-from lang.wire.client import quiet_close
+from lang.wire.client import load_certificate, quiet_close
 from lang.wire.connection import Peer, WebSocket
 from lang.wire.frames import (
     READ_SIZE,
@@ -46,6 +47,27 @@ class ServerOptions:
     limits: Limits = field(default_factory=Limits)
 
 
+@dataclass
+class Upgrade:
+    """An upgrade request as a `decide` hook sees it (SPEC §15's `on websocket request`)."""
+
+    path: str
+    query: str
+    headers: list[tuple[bytes | str, bytes | str]]
+    remote: str
+    subprotocols: list[str]
+
+
+@dataclass
+class Decision:
+    """What a `decide` hook answers: a refusal (status, body), or the subprotocol to choose
+    (None: the server's own choice) and headers to add to the 101."""
+
+    reject: tuple[int, str] | None = None
+    subprotocol: str | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
 class Rejected(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -54,12 +76,16 @@ class Rejected(Exception):
 
 
 async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
-                 admit: Callable[[], str | None] | None = None, **hooks: Any) -> WebSocket:
+                 admit: Callable[[], str | None] | None = None,
+                 decide: Callable[[Upgrade], Awaitable[Decision]] | None = None,
+                 **hooks: Any) -> WebSocket:
     """The server side of the opening handshake, within handshake_timeout. Refusals are
     answered with an HTTP response and raise Rejected; a client that stalls or speaks
     something else raises TransportError. `admit` may refuse with 503 (its reason). The
     request head is bounded (lang.wire.http_request) whatever the reads; what came after it in
-    the same reads is the client's first WebSocket bytes, kept for the connection."""
+    the same reads is the client's first WebSocket bytes, kept for the connection. `decide`
+    (awaited within handshake_timeout, after the server's own checks) may refuse the request
+    or choose its subprotocol and add headers to the 101."""
     ws = WSConnection(ConnectionType.SERVER)
     head = RequestHead()
     timeout = opts.handshake_timeout if opts.handshake_timeout > 0 else math.inf
@@ -76,7 +102,7 @@ async def accept(stream: anyio.abc.ByteStream, opts: ServerOptions, remote: str,
                     continue
                 if isinstance(got, Request):
                     return await _answer(stream, ws, got, opts, remote, admit, head.rest,
-                                         **hooks)
+                                         decide, **hooks)
                 status, why, headers = got
                 await refuse(stream, status, why, headers)
                 raise Rejected(status, why)
@@ -115,7 +141,8 @@ def _read_request(ws: WSConnection, head: RequestHead, data: bytes
 
 async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                   opts: ServerOptions, remote: str, admit: Callable[[], str | None] | None,
-                  rest: bytes, **hooks: Any) -> WebSocket:
+                  rest: bytes, decide: Callable[[Upgrade], Awaitable[Decision]] | None,
+                  **hooks: Any) -> WebSocket:
     path, _, query = req.target.partition("?")
     # wsproto takes these out of the headers into fields of its own: put them back
     headers: list[tuple[bytes | str, bytes | str]] = [("host", req.host)]
@@ -140,12 +167,23 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
             await refuse(stream, 503, refusal)
             raise Rejected(503, refusal)
     chosen = next((p for p in opts.subprotocols if p in req.subprotocols), None)
+    extra: list[tuple[str, str]] = []
+    if decide is not None:
+        decision = await decide(Upgrade(path, query, headers, remote, list(req.subprotocols)))
+        if decision.reject is not None:
+            status, body = decision.reject
+            await refuse(stream, status, body)
+            raise Rejected(status, body)
+        if decision.subprotocol is not None:
+            chosen = decision.subprotocol
+        extra = decision.headers
     extensions = []
     if opts.compression and any(e.split(";")[0].strip() == "permessage-deflate"
                                 for e in req.extensions):
         extensions = [BoundedDeflate(opts.limits.max_message)]
     try:
-        await stream.send(ws.send(AcceptConnection(subprotocol=chosen, extensions=extensions)))
+        await stream.send(ws.send(AcceptConnection(subprotocol=chosen, extensions=extensions,
+                                                   extra_headers=extra)))
     except STREAM_ERRORS:
         raise TransportError("the client left during the handshake") from None
     conn = ws.connection
@@ -202,13 +240,84 @@ async def _drain_and_close(stream: anyio.abc.ByteStream) -> None:
     await quiet_close(stream)
 
 
-def listen_tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+def listen_tls_context(certfile: str, keyfile: str | None, client_ca: str | None = None,
+                       verify_client: bool | str | None = False) -> ssl.SSLContext:
+    """The context of a wss server. With verify_client (True: required, "optional": asked
+    for and checked when given) the clients' certificates must chain to client_ca, and only
+    to it (a server context trusts no system CA)."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        ctx.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as e:
-        raise TransportError(f"cannot load certfile/keyfile: {e}") from None
+    load_certificate(ctx, certfile, keyfile)
+    if verify_client and client_ca:
+        try:
+            ctx.load_verify_locations(client_ca)
+        except ssl.SSLError as e:  # (an OSError too)
+            raise TransportError(f"client_ca '{client_ca}' holds no PEM certificate "
+                                 f"({e.reason or e})") from None
+        except OSError as e:
+            raise TransportError(f"cannot read client_ca '{client_ca}': "
+                                 f"{e.strerror or e}") from None
+        ctx.verify_mode = ssl.CERT_OPTIONAL if verify_client == "optional" \
+            else ssl.CERT_REQUIRED
     return ctx
+
+
+async def tls_accept(stream: anyio.abc.ByteStream, ctx: ssl.SSLContext) -> TLSStream:
+    """The server side of the TLS handshake, as anyio's TLSStream.wrap (not standard
+    compatible: no close_notify needed), except that when OpenSSL fails the handshake (a
+    client certificate missing or not trusted) its alert reaches the client before this
+    raises the ssl.SSLError: TLSStream.wrap drops the alert, and the client would see the
+    connection end without a reason."""
+    handshake = getattr(TLSStream, "_call_sslobject_method", None)
+    if handshake is None:  # another anyio: its own wrap, without the alert
+        return await TLSStream.wrap(stream, server_side=True, ssl_context=ctx,
+                                    standard_compatible=False)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls_object = ctx.wrap_bio(incoming, outgoing, server_side=True)
+    tls = TLSStream(transport_stream=stream, standard_compatible=False,
+                    _ssl_object=tls_object, _read_bio=incoming, _write_bio=outgoing)
+    try:
+        await handshake(tls, tls_object.do_handshake)
+    except ssl.SSLError:
+        alert = outgoing.read()
+        if alert:
+            with anyio.move_on_after(1):
+                try:
+                    await stream.send(alert)
+                except STREAM_ERRORS:
+                    pass
+        raise
+    return tls
+
+
+def peer_subject(stream: anyio.abc.ByteStream) -> dict[str, Any] | None:
+    """The subject of the certificate the client gave, as a map with the names Python's ssl
+    module gives (commonName, organizationName, emailAddress...; a name the subject has more
+    than once maps to the list of its values), or None: no certificate, or no TLS."""
+    try:
+        cert = stream.extra(TLSAttribute.peer_certificate, None)
+    except Exception:  # the TLS object is gone
+        return None
+    if not cert:
+        return None
+    subject: dict[str, Any] = {}
+    for rdn in cert.get("subject", ()):
+        for name, value in rdn:
+            if name not in subject:
+                subject[name] = value
+            elif isinstance(subject[name], list):
+                subject[name].append(value)
+            else:
+                subject[name] = [subject[name], value]
+    return subject
+
+
+def tls_refusal(e: ssl.SSLError) -> str:
+    """Why the server's TLS handshake with a client failed, in words."""
+    if e.reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return "the client gave no certificate (verify_client = true requires one)"
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return f"the client's certificate is not trusted (client_ca): {e.verify_message}"
+    return str(e)
 
 
 def header_items(headers: Iterable[tuple[bytes | str, bytes | str]]) -> dict[str, str]:
