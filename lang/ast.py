@@ -126,6 +126,14 @@ class Open(Expr):
 
 
 @_node
+class Ping(Expr):
+    """`ping TARGET` (SPEC §15): the round trip in seconds, or null."""
+
+    target: Expr
+    span: Span = _sp()
+
+
+@_node
 class Unary(Expr):
     op: str  # "-", "+", "not"
     operand: Expr
@@ -345,6 +353,16 @@ class Assert(Stmt):
 @_node
 class Exit(Stmt):
     code: Expr | None
+    span: Span = _sp()
+
+
+@_node
+class Reject(Stmt):
+    """`reject STATUS [, BODY]` (SPEC §15): in `on websocket request`, answer the upgrade
+    with an HTTP error and end the connection."""
+
+    status: Expr
+    body: Expr | None
     span: Span = _sp()
 
 

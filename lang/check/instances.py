@@ -19,6 +19,14 @@ class InstanceChecks:
     error: Any
     _expr: Any
 
+    _target: Any
+
+    def _instance_expr(self, e: A.Open | A.Ping, body: Any) -> None:
+        if isinstance(e, A.Ping):
+            self._target(e.target, body, "ping")  # a connection, a handle or a peer
+        else:
+            self._open(e, body)
+
     def _open(self, e: A.Open, body: Any) -> None:
         s = self.symbols
         if e.name not in s.connections:

@@ -10,7 +10,7 @@ from lang import ast as A
 # ---------------------------------------------------------------- which bodies wait
 
 WAITING_STMTS = (A.Wait, A.Start, A.Stop, A.Send, A.Broadcast, A.Close, A.Expect, A.Emit,
-                  A.ChangeScene, A.While, A.For, A.WaitUntil, A.Open)
+                  A.ChangeScene, A.While, A.For, A.WaitUntil, A.Open, A.Ping)
 
 
 def _walk(node: Any) -> Any:
@@ -86,4 +86,4 @@ def waiting_functions(funcs: dict[Any, A.Func], force: bool = False) -> set[Any]
 # Statements (and `open`, which waits for a handshake) that may keep a handler waiting for
 # long (while a receive handler waits, its connection would not be read if the handler ran in
 # the reader): such handlers are queued.
-BLOCKING_STMTS = (A.Wait, A.Expect, A.Emit, A.ChangeScene, A.WaitUntil, A.Open)
+BLOCKING_STMTS = (A.Wait, A.Expect, A.Emit, A.ChangeScene, A.WaitUntil, A.Open, A.Ping)

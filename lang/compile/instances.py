@@ -8,6 +8,9 @@ from typing import Any
 
 from lang import ast as A
 from lang.compile.support import Compiled, evaluate
+from lang.errors import EvtRuntimeError
+from lang.runtime.core import RejectRequest
+from lang.values import brief, to_str
 
 
 class InstanceExpressions:
@@ -27,3 +30,26 @@ class InstanceExpressions:
         async def open_with(fr: list) -> Any:
             return await rt.open(name, await evaluate(overrides, oa, fr), span)
         return open_with, True
+
+    def e_Ping(self, e: A.Ping) -> Compiled:
+        rt, span = self.rt, e.span
+        target, ta = self.expr(e.target)
+
+        async def ping(fr: list) -> Any:
+            return await rt.ping(await evaluate(target, ta, fr), span)
+        return ping, True
+
+    def s_Reject(self, s: A.Reject) -> Compiled:
+        """`reject STATUS [, BODY]` (SPEC §15): ends the request handler with the refusal."""
+        span = s.span
+        status, sa = self.expr(s.status)
+        body, ba = self.expr(s.body) if s.body is not None else ((lambda fr: ""), False)
+
+        async def reject(fr: list) -> None:
+            code = await evaluate(status, sa, fr)
+            if type(code) is not int or not 400 <= code <= 599:
+                raise EvtRuntimeError(f"reject takes an HTTP status from 400 to 599, got "
+                                      f"{brief(code)}", span)
+            text = await evaluate(body, ba, fr)
+            raise RejectRequest(code, to_str(text) if text is not None else "", span)
+        return reject, True

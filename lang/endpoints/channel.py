@@ -447,6 +447,15 @@ class Channel:
             tally.msgs_sent += 1
             tally.data_sent += payload_size(data)
 
+    async def evt_ping(self) -> float | None:
+        ws = self.ws
+        if ws is None or ws.closed is not None:
+            return None
+        seconds = await ws.round_trip()
+        if seconds is not None and self.tally is not None:
+            self.tally.ping.add(seconds)  # ws_ping (SPEC §12) counts the script's pings too
+        return seconds
+
     async def evt_close(self, code: int, reason: str, span: A.Span) -> None:
         ws = self.ws
         if ws is not None and ws.closed is None:

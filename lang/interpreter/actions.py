@@ -158,6 +158,10 @@ class Actions:
             raise EvtRuntimeError("a close reason can be at most 123 bytes of UTF-8", span)
         await fn(code, reason, span)
 
+    async def ping(self, target: Any, span: A.Span) -> Any:
+        """`ping TARGET` (SPEC §15): the round trip in seconds, or null."""
+        return await self._need(target, "evt_ping", "ping", "a connection or a peer", span)()
+
     async def expect(self, inv: Inv, target: Any, mode: str | None,
                      matches: Callable[[Any], Awaitable[bool]], seconds: float, span: A.Span
                      ) -> tuple[bool, Any]:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from lang.runtime.timers import TimerHandle, TimerSpec
 
 _WS_KINDS = {"websocket start": "start", "websocket stop": "stop", "websocket error": "error",
-             "websocket receive": "receive"}
+             "websocket receive": "receive", "websocket request": "request"}
 
 
 class Handler:

@@ -48,6 +48,7 @@ from lang.runtime.core import (
     ExitRequest,
     FuncCell,
     Inv,
+    RejectRequest,
     SkipRequest,
     raise_recursion_limit,
     shutdown_signals,
@@ -234,6 +235,9 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
             self.assertion(e)
         elif isinstance(e, SkipRequest):
             self.skip_requested(e, what, span)
+        elif isinstance(e, RejectRequest):  # reached from elsewhere than a request handler
+            self.report(EvtRuntimeError("'reject' works only in an 'on websocket request' "
+                                        "handler", e.span), what, span)
         elif isinstance(e, RecursionError):
             self.report(EvtRuntimeError("too much recursion (the interpreter's stack is full)",
                                         span), what, span)
@@ -269,7 +273,9 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
             else:
                 h.body(fr)
         except Exception as e:
-            self.failure(e, h.what, h.span)
+            # SPEC §15: a request handler's `reject` (or its failure: 500) is its request's
+            if not (h.key[1:2] == ("request",) and value.ended_by(e)):
+                self.failure(e, h.what, h.span)
         finally:
             if uses_expect:
                 self.expect_active -= 1

@@ -87,6 +87,16 @@ class ExitRequest(Exception):  # control flow, not an error
         self.code = code
 
 
+class RejectRequest(Exception):  # control flow, not an error
+    """`reject STATUS [, BODY]` (SPEC §15): the upgrade request is refused."""
+
+    def __init__(self, status: int, body: str, span: Span) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.span = span
+
+
 class SkipRequest(Exception):  # control flow, not an error
     """`skip [message]` (SPEC §13): the test's body ends and the test is skipped."""
 

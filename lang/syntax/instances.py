@@ -21,3 +21,10 @@ class InstanceSyntax:
     def target_path(self, c: list) -> A.Attr:
         obj = c[0] if isinstance(c[0], A.Expr) else A.Name(c[0].value, span=self._sp(c[0]))
         return A.Attr(obj, c[2].value, span=self._sp(c[2]))
+
+    def ping_expr(self, c: list) -> A.Ping:
+        return A.Ping(c[1], span=self._sp(c[0]))
+
+    def reject_stmt(self, c: list) -> A.Reject:
+        # REJECT expr (COMMA expr)?
+        return A.Reject(c[1], c[3] if len(c) > 3 else None, span=self._sp(c[0]))

@@ -35,13 +35,14 @@ _PUNCT = {
 _KINDS = {"NAME": "a name", "STRING": "a string", "NUMBER": "a number",
           "BYTES": "a bytes literal", "_NL": "the end of the line", "$END": "the end of the file"}
 _EXPR_START = {"NAME", "NUMBER", "STRING", "BYTES", "TRUE", "FALSE", "NULL", "LSQB", "LPAR",
-               "LMAP", "MINUS", "PLUS", "NOT", "OPEN"}
+               "LMAP", "MINUS", "PLUS", "NOT", "OPEN",
+               "PING"}
 _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE", "GT", "GE",
               "IN", "NOT_IN", "AND", "OR", "LSQB", "DOT"}
 _STMT_START = {"LET", "IF", "WHILE", "FOR", "BREAK", "CONTINUE", "RETURN", "WAIT", "AFTER",
                "EVERY", "START", "STOP", "SEND", "BROADCAST", "CLOSE", "EMIT", "CHANGE",
                "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL", "COUNT", "MEASURE",
-               "SKIP"}
+               "SKIP", "REJECT"}
 _DECL_START = {"CONNECTION", "SERVER", "LET", "FUNC", "ON", "EVERY", "AFTER", "SCENE", "IMPORT"}
 _DECL_WORDS = "connection, server, let, func, on, every, after, scene or import"
 _KEYWORD_TYPES = _STMT_START | _DECL_START | {

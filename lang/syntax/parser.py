@@ -231,7 +231,7 @@ _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 _OPEN_AHEAD = re.compile(r"[ \t\f]+(?!(?:and|or|not|in|if|else|except|where|within|with)"
                          r"(?![A-Za-z0-9_]))[A-Za-z_]")
 # the same for SPEC §12's `count x`, `measure x v` and (at the REPL's prompt) `threshold`
-_BEFORE_A_NAME = {"OPEN", "COUNT", "MEASURE", "THRESHOLD"}
+_BEFORE_A_NAME = {"OPEN", "COUNT", "MEASURE", "THRESHOLD", "PING"}
 # SPEC §13's `skip` is a variable or a function where an operator, '=' or a call follows
 # (`skip = 1`, `skip(x)`, `skip.n`): only there can a statement start with the name
 _SKIP_AS_NAME = re.compile(r"[ \t\f]*(?:[=(.\[+\-*/%<>!]|(?:and|or|in|not|if)(?![A-Za-z0-9_]))")
@@ -336,7 +336,8 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     # the value sent, a variable
                 elif ttype == "UNTIL" and _ENDS_HERE.match(text, end):
                     ttype = "NAME"  # `wait until` alone waits for a variable named until
-                elif ttype == "SKIP" and "NAME" in acts and _SKIP_AS_NAME.match(text, end):
+                elif ttype in ("SKIP", "REJECT") and "NAME" in acts and \
+                        _SKIP_AS_NAME.match(text, end):
                     ttype = "NAME"
                 elif ttype in _BEFORE_A_NAME and "NAME" in acts and \
                         not _OPEN_AHEAD.match(text, end):

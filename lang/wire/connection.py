@@ -477,8 +477,10 @@ class WebSocket(Closing):
                 if conn.state is OPEN_STATE:
                     await self._push(conn.send(ev.response()))
             elif t is Pong:
-                if self._pong is not None:
-                    self._pong.set()
+                pong = self._pong  # every ping waiting (keep-alive's, a script's) goes on
+                if pong is not None:
+                    self._pong = None
+                    pong.set()
             elif t is CloseConnection:
                 if self.fast:
                     self.fast.stop()  # type: ignore[union-attr]  # (wsproto reads no more)
@@ -522,6 +524,21 @@ class WebSocket(Closing):
             if not await self.ping_round():
                 return
 
+    async def round_trip(self) -> float | None:
+        """A ping of the script's (SPEC §15 `ping`): the round trip in seconds, or None when
+        the connection is not open or no pong came within ping_timeout. Keep-alive alone
+        decides that a silent peer is gone."""
+        if self.closed is not None or self.conn.state is not OPEN_STATE:
+            return None
+        pong = self._pong = self._pong or anyio.Event()
+        with anyio.move_on_after(self.limits.ping_timeout):
+            sent = _round_trip_clock()
+            await self.ping(b"evt")
+            await pong.wait()
+            if self.closed is None:
+                return _round_trip_clock() - sent
+        return None
+
     async def ping_round(self) -> bool:
         """One keep-alive ping. False when the connection is over: closed, or failed with
         1011 because no pong came within ping_timeout (the ping write counts: a peer that
@@ -532,15 +549,14 @@ class WebSocket(Closing):
             return False
         pauses = self.pauses
         written = False
-        self._pong = anyio.Event()
+        pong = self._pong = self._pong or anyio.Event()
         with anyio.move_on_after(self.limits.ping_timeout) as scope:
             sent = _round_trip_clock()
             await self.ping(b"evt")
             written = True
-            await self._pong.wait()
-            if self.on_pong is not None:
+            await pong.wait()
+            if self.on_pong is not None and self.closed is None:
                 self.on_pong(_round_trip_clock() - sent)
-        self._pong = None
         if scope.cancelled_caught and self.closed is None:
             if written and (self.unpause is not None or self.pauses != pauses):
                 return self.conn.state is OPEN_STATE  # our reading paused: try again later

@@ -102,8 +102,8 @@ def test_golden_set_covers_every_event_operator_and_mode() -> None:
     nodes = _golden_nodes()
     kinds = {n.kind for n in nodes if isinstance(n, A.Event)}
     assert kinds == {"project start", "project stop", "websocket start", "websocket stop",
-                     "websocket error", "websocket receive", "event", "change", "input",
-                     "input end",
+                     "websocket error", "websocket receive", "websocket request", "event",
+                     "change", "input", "input end",
                      "scene start", "scene stop"}
     ops = {n.op for n in nodes if isinstance(n, A.Binary | A.Logic | A.Unary)}
     assert ops == {"+", "-", "*", "/", "%", "==", "!=", "<", "<=", ">", ">=", "in", "not in",
