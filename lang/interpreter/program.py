@@ -274,7 +274,7 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
                 h.body(fr)
         except Exception as e:
             # SPEC §15: a request handler's `reject` (or its failure: 500) is its request's
-            if not (h.key[1:2] == ("request",) and value.ended_by(e)):
+            if not (h.key[:2] == ("ws", "request") and value.ended_by(e)):
                 self.failure(e, h.what, h.span)
         finally:
             if uses_expect:

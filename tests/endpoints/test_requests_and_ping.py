@@ -162,3 +162,14 @@ async def test_ping_is_null_when_no_pong_comes(tmp_path: Any) -> None:
             with anyio.fail_after(T):
                 await run.done.wait()
     assert run.result.lines == ["ping: null"]
+
+
+async def test_a_custom_event_named_request_is_not_a_request(tmp_path: Any) -> None:
+    """`on event request` is a custom event: its failure is an ordinary runtime error."""
+    r = await run_evt("""
+        on event request as v { let x = 1 / 0 }
+        on project start { emit request 5; print "went on" }
+    """, tmp_path=tmp_path)
+    assert r.code == 1
+    assert r.lines == ["went on"]
+    assert "division by zero" in r.err and "internal error" not in r.err
