@@ -14,11 +14,10 @@ Rules of this module:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 
 import anyio
 
+from lang.files import write_atomically
 from lang.recording.har import har_document, har_entry
 from lang.recording.model import CLOSE, RECEIVE, SEND, Conversation, Message, close_payload
 from lang.runtime.virtualtime import wall
@@ -121,15 +120,6 @@ class Recorder:
         head = json.dumps(har_document([], self.version), indent=1)
         text = head.replace('"entries": []', f'"entries": [{_SPOT}]', 1)
         text = text.replace(_SPOT, ",\n".join(parts))
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=".evt-record-", suffix=".har", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # rewritten each second: flushed, not synced (a crash of evt, not of the machine,
+        # is what loses at most a second)
+        write_atomically(self.path, text.encode("utf-8"), sync=False)

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import secrets
 import socket
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
+from lang.files import write_atomically
 from lang.testing.results import ERROR, FAILED, PASSED, SKIPPED, TestResult
 
 __all__ = ["ordered", "write_json", "write_junit", "write_tap"]
@@ -80,29 +79,6 @@ def _first_line(*texts: str) -> str:
 def _status(r: TestResult) -> str:
     """The result's status; one the reports do not know counts as an error, never a pass."""
     return r.status if r.status in (PASSED, FAILED, SKIPPED) else ERROR
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` whole or not at all: a temporary file in the same directory
-    (created with the usual permissions, 0666 less the umask), flushed, then renamed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(
-        directory, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    )
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # --- JUnit XML ------------------------------------------------------------------------------
@@ -172,7 +148,7 @@ def write_junit(
     # A carriage return left raw in text would reach a reader as a line feed (XML's end-of-line
     # handling); ElementTree already writes it as &#13; in attributes, and only text has one.
     body = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
-    _write_atomic(path, f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'.encode())
+    write_atomically(path, f'<?xml version="1.0" encoding="UTF-8"?>\n{body}\n'.encode())
 
 
 # --- TAP version 14 -------------------------------------------------------------------------
@@ -223,7 +199,7 @@ def write_tap(results: list[TestResult], path: str) -> None:
         else:
             lines.append(f"not ok {point}")
             lines.extend(_yaml_block(r, status))
-    _write_atomic(path, ("\n".join(lines) + "\n").encode())
+    write_atomically(path, ("\n".join(lines) + "\n").encode())
 
 
 # --- JSON -----------------------------------------------------------------------------------
@@ -239,4 +215,4 @@ def write_json(results: list[TestResult], path: str) -> None:
             entry["seconds"] = 0.0
         entries.append(entry)
     text = json.dumps(entries, indent=2, ensure_ascii=False, allow_nan=False)
-    _write_atomic(path, (text + "\n").encode())
+    write_atomically(path, (text + "\n").encode())

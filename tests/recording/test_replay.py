@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -59,6 +60,16 @@ CLIENT = """\
     }
     on websocket stop c as info { print "closed", info.code, info.reason }
 """
+
+
+async def announced(proc: Any, words: str) -> str:
+    """The URL an evt process names on stderr after `words` ("listening on", "replaying
+    on"), once it has written it."""
+    assert proc.stderr is not None
+    seen = b""
+    while words.encode() not in seen or not seen.split(words.encode(), 1)[1].strip():
+        seen += await proc.stderr.receive()
+    return seen.decode().split(words + " ", 1)[1].split()[0]
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
@@ -126,11 +137,7 @@ async def test_replay_serve_is_the_recorded_server_to_a_real_client(tmp_path: Pa
         async with await anyio.open_process(
                 [sys.executable, "-m", "lang", "replay", str(har), "--serve", "127.0.0.1:0"],
                 env=ENV_FOR_CLI) as proc:
-            line = b""
-            assert proc.stderr is not None
-            while b"replaying on" not in line:
-                line += await proc.stderr.receive()
-            url = line.decode().split("replaying on ", 1)[1].split()[0]
+            url = await announced(proc, "replaying on")
             for _ in range(2):  # many clients, each its own conversation
                 async with websockets.connect(url + "chat?room=1") as ws:
                     assert await ws.recv() == "welcome"
@@ -201,11 +208,7 @@ async def test_pace_recorded_keeps_the_gaps(tmp_path: Path) -> None:
         async with await anyio.open_process(
                 [sys.executable, "-m", "lang", "replay", str(har), "--serve", "127.0.0.1:0",
                  "--pace", "recorded", "--match", "any"], env=ENV_FOR_CLI) as proc:
-            line = b""
-            assert proc.stderr is not None
-            while b"replaying on" not in line:
-                line += await proc.stderr.receive()
-            url = line.decode().split("replaying on ", 1)[1].split()[0]
+            url = await announced(proc, "replaying on")
             async with websockets.connect(url + "api") as ws:
                 await ws.send("anything")
                 sent = time.monotonic()
@@ -252,11 +255,7 @@ async def test_a_recording_made_on_the_server_side_reads_from_the_clients_side(
         async with await anyio.open_process(
                 [sys.executable, "-m", "lang", "run", "--record", str(har), str(script)],
                 env=ENV_FOR_CLI) as proc:
-            line = b""
-            assert proc.stderr is not None
-            while b"listening on" not in line:
-                line += await proc.stderr.receive()
-            url = line.decode().split("listening on ", 1)[1].split()[0]
+            url = await announced(proc, "listening on")
             async with websockets.connect(url + "room") as ws:
                 assert await ws.recv() == "welcome"
                 await ws.send("hi")
@@ -308,4 +307,4 @@ async def test_the_file_is_written_as_the_run_goes_and_survives_a_kill(tmp_path:
     (entry,) = json.loads(har.read_text())["log"]["entries"]
     assert [(m["type"], m["data"]) for m in entry["_webSocketMessages"]] == [
         ("send", "one"), ("receive", "one")]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".evt-record-")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no half write

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from junitparser import Error, Failure, JUnitXml, Skipped
 from tap.parser import Parser
 
-from lang.testing import reports
+from lang import files
 from lang.testing.reports import ordered, write_json, write_junit, write_tap
 from lang.testing.results import TestResult
 
@@ -324,7 +324,7 @@ def test_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     def fail(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(reports.os, "replace", fail)
+    monkeypatch.setattr(files.os, "replace", fail)
     for write in (lambda: write_json([], str(path)), lambda: write_tap([], str(path)),
                   lambda: write_junit([], str(path), 0.0)):
         with pytest.raises(OSError, match="disk full"):
