@@ -298,10 +298,40 @@ class Send(Stmt):
 
 @_node
 class Broadcast(Stmt):
+    """`broadcast S [MODE] MSG [to ROOM] [except P]`: `room` is SPEC §16's."""
+
     target: Expr
     mode: str | None
     value: Expr
     except_: Expr | None
+    room: Expr | None = None
+    span: Span = _sp()
+
+
+@_node
+class Join(Stmt):
+    """`join P ROOM` (SPEC §16)."""
+
+    target: Expr
+    room: Expr
+    span: Span = _sp()
+
+
+@_node
+class Leave(Stmt):
+    """`leave P ROOM` (SPEC §16)."""
+
+    target: Expr
+    room: Expr
+    span: Span = _sp()
+
+
+@_node
+class Publish(Stmt):
+    """`publish TOPIC VALUE` (SPEC §16): `on message TOPIC` in every process of the cluster."""
+
+    topic: Expr
+    value: Expr
     span: Span = _sp()
 
 
@@ -418,7 +448,8 @@ class Event(Node):
 
     kind: "project start", "project stop", "websocket start", "websocket stop",
     "websocket error", "websocket receive", "event", "change", "input", "scene start",
-    "scene stop". `name` is the connection, server, custom event or variable name.
+    "scene stop", "message" (SPEC §16: `name` is the topic), "cluster error". `name` is the
+    connection, server, custom event or variable name.
     """
 
     kind: str
@@ -479,6 +510,14 @@ class Test(Node):
 
 
 @_node
+class Cluster(Node):
+    """`cluster { url = ... }` (SPEC §16): this process joins a cluster through Redis."""
+
+    items: tuple[ConfigItem, ...]
+    span: Span = _sp()
+
+
+@_node
 class Module(Node):
     """One parsed file (imports not yet followed)."""
 
@@ -487,4 +526,5 @@ class Module(Node):
     span: Span = _sp()
 
 
-Decl = Connection | Server | Let | Func | Handler | Timer | Scene | Import | Threshold | Test
+Decl = (Connection | Server | Let | Func | Handler | Timer | Scene | Import | Threshold | Test
+        | Cluster)

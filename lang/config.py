@@ -76,7 +76,17 @@ SERVER_KEYS: dict[str, Key] = {
                          '"optional": asked for, checked when given; false: not asked'),
 }
 
-REQUIRED = {"connection": "url", "server": "listen"}
+CLUSTER_KEYS: dict[str, Key] = {  # SPEC §16
+    "url": Key("string", None, 'the Redis server: "redis://[user:pass@]host[:port][/db]", '
+               '"rediss://..." (TLS) or "unix:///path/redis.sock"'),
+    "prefix": Key("string", "evt", "the start of every channel and key this cluster uses"),
+    "presence_ttl": Key("duration", 10.0, "a process that stops refreshing its peer counts "
+                        "for this long is dropped from cluster_peers()"),
+    "connect_timeout": Key("duration", 5.0, "how long the start waits for the bus before "
+                           "going on without it (it is retried)"),
+}
+
+REQUIRED = {"connection": "url", "server": "listen", "cluster": "url"}
 
 _KIND_WORDS = {"string": "a string", "int": "an int", "duration": "a duration (seconds)",
                "size": "a size (bytes)", "bool": "a bool", "map": "a map", "list": "a list"}
@@ -90,6 +100,8 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def keys_for(role: str) -> dict[str, Key]:
+    if role == "cluster":
+        return CLUSTER_KEYS
     return CLIENT_KEYS if role == "connection" else SERVER_KEYS
 
 
@@ -145,7 +157,11 @@ def problem(role: str, key: str, value: Any) -> str | None:
     if key == "ping_timeout" and value == 0:
         return "'ping_timeout' must be more than 0 (ping_interval = 0 turns keep-alive off)"
     if key == "url":
-        return _url_problem(value)
+        return _redis_url_problem(value) if role == "cluster" else _url_problem(value)
+    if key == "prefix" and not value:
+        return "'prefix' cannot be empty"
+    if key == "presence_ttl" and value < 0.3:
+        return "'presence_ttl' must be at least 0.3 seconds"
     if key == "listen":
         return _listen_problem(value)
     if key == "port" and not 0 < value < 65536:
@@ -159,6 +175,20 @@ def problem(role: str, key: str, value: Any) -> str | None:
         return f"'path' must start with '/' (a request path is '/' or '/...'), got {_quoted(value)}"
     if key == "max_queue" and value < 1:
         return "'max_queue' must be at least 1"
+    return None
+
+
+def _redis_url_problem(value: str) -> str | None:
+    try:
+        u = urlsplit(value)
+        u.port  # noqa: B018 - raises on a bad port
+    except ValueError as e:
+        return f"'url' is not a valid URL: {e}"
+    if u.scheme not in ("redis", "rediss", "unix"):
+        return (f"the cluster's 'url' must start with redis://, rediss:// or unix://, got "
+                f"{_quoted(value)}")
+    if u.scheme != "unix" and not u.hostname:
+        return f"the cluster's 'url' needs a host, got {_quoted(value)}"
     return None
 
 

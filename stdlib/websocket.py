@@ -67,3 +67,18 @@ def metric(rt: Any, name: Any, stat: Any, tag: Any = None) -> Any:
         tag = args.string("metric", 3, "tag", tag)
     registry = rt.metrics
     return None if registry is None else registry.read(name, stat, tag)
+
+
+@builtin("websocket")
+def rooms(peer: Any) -> list:
+    """The rooms a peer is in (SPEC §16), in the order it joined them; [] once it closed."""
+    return _endpoint("rooms", "peer", peer, ("peer",), "a peer").evt_rooms()
+
+
+@builtin("websocket")
+def cluster_peers(server: Any) -> int:
+    """The open peers of a server in every process of the cluster (SPEC §16): this
+    process's exactly, the others' as they reported them within the last second; without a
+    cluster, this process's."""
+    return _endpoint("cluster_peers", "server", server, ("server",), "a server"
+                     ).evt_cluster_peers()

@@ -22,6 +22,7 @@ LAYERS: dict[str, set[str]] = {
     "base": set(),  # lang.ast, lang.errors, lang.limits, lang.keywords
     "values": {"base"},  # lang.values, lang.ops, lang.config
     "wire": set(),  # the WebSocket protocol over anyio: nothing of evt
+    "cluster": set(),  # SPEC §16's Redis bus (lang.cluster): nothing of evt either
     "syntax": {"base"},
     "metrics": {"base"},  # SPEC §12's registry and outputs: nothing of the language
     "stdlib": {"base", "values"},
@@ -31,7 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "endpoints": {"base", "values", "runtime", "compile", "wire"},
     "interp": {"base", "values", "runtime", "compile", "endpoints", "check", "metrics"},
     "front": {"base", "values", "syntax", "check", "compile", "runtime", "endpoints",
-              "interp", "stdlib", "wire", "metrics"},
+              "interp", "stdlib", "wire", "metrics", "cluster"},
 }
 
 
@@ -49,7 +50,8 @@ def layer_of(module: str) -> str:
         return "base"
     if sub in ("values", "ops", "config"):
         return "values"
-    if sub in ("wire", "syntax", "check", "compile", "runtime", "endpoints", "metrics"):
+    if sub in ("wire", "syntax", "check", "compile", "runtime", "endpoints", "metrics",
+               "cluster"):
         return sub
     if sub in ("interp",):
         return "interp"

@@ -18,6 +18,7 @@ from typing import Any
 from lang import ast as A
 from lang import config
 from lang.ast import Span
+from lang.check.cluster import ClusterChecks
 from lang.check.flow import FlowChecks
 from lang.check.instances import InstanceChecks
 from lang.check.literals import NOT_LITERAL, literal_value
@@ -60,7 +61,7 @@ class _Body:
     loops: int = 0
 
 
-class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks):
+class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks, ClusterChecks):
     def __init__(self, builtins: dict[str, Any], symbols: Symbols | None = None,
                  repl: bool = False) -> None:
         self.builtins = builtins
@@ -89,6 +90,7 @@ class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks):
         thresholds, self._thresholds = self._thresholds, []
         for t in thresholds:
             self._threshold(t)
+        self._cluster_end()
         self.diags.sort(key=lambda d: SOURCES.order_key(d.span))
         return self.diags
 
@@ -176,6 +178,8 @@ class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks):
             self._test(d, _Body("test", None, [{}]))
         elif isinstance(d, A.Threshold):
             self._thresholds.append(d)
+        elif isinstance(d, A.Cluster):
+            self._cluster(d, _Body("init", None, [{}]))
         elif isinstance(d, A.Stmt):  # the REPL: one input's statements share one body
             if self._repl_body is None:
                 self._repl_body = _Body("repl", None, [{}])
@@ -247,6 +251,7 @@ class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks):
             elif ev.from_name == ev.as_name:
                 self.error(ev.from_span, f"'{ev.from_name}' is bound twice")
             scope[ev.from_name] = ev.from_span
+        self._cluster_handler(ev)
         if ev.kind == "websocket request":
             self._request_handler(d, scope)  # SPEC §15: a server's, and `reject` may stand
         self._block(d.body, _Body("request" if ev.kind == "websocket request" else "handler",
@@ -400,12 +405,6 @@ class Checker(InstanceChecks, MetricChecks, TestChecks, FlowChecks):
     def _s_Send(self, s: A.Send, body: _Body) -> None:
         self._target(s.target, body, "send")
         self._expr(s.value, body)
-
-    def _s_Broadcast(self, s: A.Broadcast, body: _Body) -> None:
-        self._target(s.target, body, "broadcast")
-        self._expr(s.value, body)
-        if s.except_ is not None:
-            self._expr(s.except_, body)
 
     def _s_Close(self, s: A.Close, body: _Body) -> None:
         self._target(s.target, body, "close")

@@ -10,7 +10,8 @@ from lang import ast as A
 # ---------------------------------------------------------------- which bodies wait
 
 WAITING_STMTS = (A.Wait, A.Start, A.Stop, A.Send, A.Broadcast, A.Close, A.Expect, A.Emit,
-                  A.ChangeScene, A.While, A.For, A.WaitUntil, A.Open, A.Ping)
+                  A.ChangeScene, A.While, A.For, A.WaitUntil, A.Open, A.Ping, A.Join, A.Leave,
+                  A.Publish)
 
 
 def _walk(node: Any) -> Any:

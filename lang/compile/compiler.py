@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from lang import ast as A
+from lang.compile.cluster import ClusterStatements
 from lang.compile.expressions import ExpressionCompiler
 from lang.compile.instances import InstanceExpressions
 from lang.compile.metrics import MetricStatements
@@ -31,7 +32,7 @@ from lang.runtime.host import CompilerHost
 
 
 class Compiler(StatementCompiler, SmallerStatements, MetricStatements, TestStatements,
-               InstanceExpressions, ExpressionCompiler):
+               InstanceExpressions, ClusterStatements, ExpressionCompiler):
     """Compiles bodies for one Runtime. The runtime owns the variables, functions and
     endpoints; the compiler resolves names against it."""
 

@@ -373,18 +373,6 @@ class StatementCompiler:
             await rt.send(t, await evaluate(value, va, fr), mode, fr[0], span)
         return send_async, True
 
-    def s_Broadcast(self, s: A.Broadcast) -> Compiled:
-        target, ta = self.expr(s.target)
-        value, va = self.expr(s.value)
-        exc, ea = self.expr(s.except_) if s.except_ is not None else ((lambda fr: None), False)
-        rt, span, mode = self.rt, s.span, s.mode
-
-        async def broadcast(fr: list) -> None:
-            t = await evaluate(target, ta, fr)
-            v = await evaluate(value, va, fr)
-            await rt.broadcast(t, v, mode, await evaluate(exc, ea, fr), span)
-        return broadcast, True
-
     def s_Close(self, s: A.Close) -> Compiled:
         target, ta = self.expr(s.target)
         code, ca = self.expr(s.code) if s.code is not None else ((lambda fr: 1000), False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import errno
 import hashlib
+import os
 import ssl
 from typing import Any
 from urllib.parse import parse_qsl
@@ -42,6 +43,7 @@ from lang.endpoints.channel import (
     payload_size,
 )
 from lang.endpoints.requests import decider
+from lang.endpoints.rooms import Rooms
 from lang.errors import EvtRuntimeError
 from lang.runtime.host import EndpointHost
 from lang.values import to_str, type_name
@@ -157,7 +159,11 @@ class PeerChannel(Channel):
         self.server.verbose(f"peer {self.id} closed {close_text(closed.code, closed.reason)}"
                             f"{'' if closed.clean else ', not clean'}")
         self.wake_expect()
+        self.server.left(self)
         self.post_event("stop", closed_value(closed))
+
+    def evt_rooms(self) -> list:
+        return self.server.rooms.of(self)
 
 
 class ServerEndpoint(Endpoint):
@@ -180,6 +186,7 @@ class ServerEndpoint(Endpoint):
         self._tls: ssl.SSLContext | None = None
         self._opts: ServerOptions | None = None
         self._handshakes: set[anyio.CancelScope] = set()  # clients still in their handshake
+        self.rooms = Rooms()  # SPEC §16
 
     def source_for_errors(self) -> Any:
         return self.source
@@ -194,6 +201,26 @@ class ServerEndpoint(Endpoint):
 
     def evt_peers(self) -> list:
         return [p for p in self.peers.values() if p.ws is not None and p.ws.open]
+
+    def evt_cluster_peers(self) -> int:
+        return len(self.evt_peers()) + self.rt.cluster.peers_elsewhere(self.name)
+
+    # ------------------------------------------------------------ rooms (SPEC §16)
+
+    async def evt_join(self, peer: PeerChannel, room: str) -> None:
+        if peer.ws is None or not peer.ws.open:
+            return  # a closed peer is in no room
+        if self.rooms.join(peer, room):
+            await self.rt.cluster.room_joined(self.name, room)
+
+    async def evt_leave(self, peer: PeerChannel, room: str) -> None:
+        if self.rooms.leave(peer, room):
+            await self.rt.cluster.room_left(self.name, room)
+
+    def left(self, peer: PeerChannel) -> None:
+        """A peer that closed leaves its rooms."""
+        for room in self.rooms.leave_all(peer):
+            self.rt.spawn(self.rt.cluster.room_left, self.name, room)
 
     # ------------------------------------------------------------ start / stop
 
@@ -214,7 +241,8 @@ class ServerEndpoint(Endpoint):
             if cfg["certfile"]:
                 self._tls = listen_tls_context(str(cfg["certfile"]), cfg["keyfile"],
                                                cfg["client_ca"], cfg["verify_client"])
-            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+            listener = await anyio.create_tcp_listener(
+                local_host=host, local_port=port, reuse_port=bool(os.environ.get("EVT_WORKERS")))
         except (ValueError, TransportError) as e:
             self.report_error(f"{self.name}: cannot listen on {listen}: {e}", None)
             return
@@ -431,7 +459,7 @@ class ServerEndpoint(Endpoint):
     # ------------------------------------------------------------ broadcast
 
     async def evt_broadcast(self, value: Any, mode: str | None, except_: Any,
-                            span: A.Span) -> None:
+                            span: A.Span, room: str | None = None) -> None:
         if except_ is not None and getattr(except_, "evt_type", None) != "peer":
             raise EvtRuntimeError(f"broadcast ... except needs a peer, got {type_name(except_)}",
                                   span)
@@ -440,8 +468,15 @@ class ServerEndpoint(Endpoint):
         except EvtRuntimeError as e:
             e.span = span
             raise
+        self.deliver(data, room, except_)
+        self.rt.cluster.broadcast(self.name, room, except_, data)
+
+    def deliver(self, data: str | bytes, room: str | None, except_: Any) -> None:
+        """A broadcast to this process's peers (all, or a room's members), from this process
+        or, through the cluster, from another."""
         sent = 0
-        for peer in list(self.peers.values()):
+        peers = self.peers.values() if room is None else self.rooms.in_room(room)
+        for peer in list(peers):
             ws = peer.ws
             if peer is except_ or ws is None or not ws.open:
                 continue

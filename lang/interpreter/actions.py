@@ -142,9 +142,26 @@ class Actions:
             value, mode, inv, span)
 
     async def broadcast(self, target: Any, value: Any, mode: str | None, except_: Any,
-                        span: A.Span) -> None:
-        await self._need(target, "evt_broadcast", "broadcast", "a server", span)(
-            value, mode, except_, span)
+                        span: A.Span, room: Any = None) -> None:
+        fn = self._need(target, "evt_broadcast", "broadcast", "a server", span)
+        if room is not None and (type(room) is not str or not room):
+            raise EvtRuntimeError(f"broadcast ... to needs a room name (a non-empty string), "
+                                  f"got {type_name(room)}", span)
+        await fn(value, mode, except_, span, room)
+
+    async def join(self, peer: Any, room: Any, leave: bool, span: A.Span) -> None:
+        """`join P ROOM` / `leave P ROOM` (SPEC §16)."""
+        verb = "leave" if leave else "join"
+        if getattr(peer, "evt_type", None) != "peer":
+            raise EvtRuntimeError(f"'{verb}' needs a peer, got {type_name(peer)}", span)
+        if type(room) is not str or not room:
+            raise EvtRuntimeError(f"'{verb}' needs a room name (a non-empty string), got "
+                                  f"{type_name(room)}", span)
+        server = peer.server
+        await (server.evt_leave(peer, room) if leave else server.evt_join(peer, room))
+
+    async def publish(self, topic: Any, value: Any, span: A.Span) -> None:
+        await self.cluster.publish(topic, value, span)
 
     async def close(self, target: Any, code: Any, reason: Any, span: A.Span) -> None:
         fn = self._need(target, "evt_close", "close", "a connection or a peer", span)

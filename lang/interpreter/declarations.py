@@ -129,6 +129,8 @@ class Declarations:
                 self.endpoints[d.name].compile_config(self.compiler)
             elif isinstance(d, A.Threshold):
                 self.thresholds.append(d)
+            elif isinstance(d, A.Cluster):
+                self.cluster.install(d, self.compiler)
         self._update_watched()
         self._update_endpoints()
         return done

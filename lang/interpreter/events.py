@@ -53,8 +53,8 @@ def event_key(ev: A.Event, scene: SceneInfo | None, rt: Any) -> tuple:
     kind = ev.kind
     if kind in _WS_KINDS:
         return ("ws", _WS_KINDS[kind], ev.name)
-    if kind == "event":
-        return ("event", ev.name)
+    if kind == "event" or kind == "message":  # `on message TOPIC` (SPEC §16)
+        return (kind, ev.name)
     if kind == "change":
         if scene is not None and ev.name in scene.var_slots:
             return ("change", scene.name, ev.name)

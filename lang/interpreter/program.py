@@ -32,6 +32,7 @@ from lang.compile import (
 )
 from lang.errors import EvtRuntimeError, Frame
 from lang.interpreter.actions import Actions
+from lang.interpreter.cluster import ClusterLink
 from lang.interpreter.declarations import Declarations
 from lang.interpreter.events import (
     Activation,
@@ -111,6 +112,7 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
         self.thresholds: list[A.Threshold] = []
         self.measuring: Any = None  # lang.interpreter.measuring.Measuring, set by the CLI
         self.recorder: Any = None  # `--record` (SPEC §14): lang.recording.recorder, by the CLI
+        self.cluster = ClusterLink(self)  # SPEC §16 (joins a cluster when one is declared)
         self.breached = False  # a threshold was breached
         self.compiler = Compiler(self, builtins)
         self.declare_global("args", [os_text(a) for a in args or []])
@@ -409,7 +411,7 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
                 self.tg = tg
                 self.hold()  # held until start-up is over, so the program cannot end early
                 try:
-                    if not await self.initialise(inits):
+                    if not await self.initialise(inits) or not await self.cluster.start(outer):
                         self.request_exit(1)
                     else:
                         self.start_activity()
@@ -421,6 +423,7 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
                 self.stopping = True  # what is cancelled now is ended by the shutdown
                 tg.cancel_scope.cancel()
             await self.shutdown()
+            await self.cluster.finish()
             if self.recorder is not None:
                 self.recorder.finish()
             if self.measuring is not None:

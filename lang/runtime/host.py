@@ -46,7 +46,11 @@ class CompilerHost(Protocol):
     watched: Any
 
     async def broadcast(self, target: Any, value: Any, mode: str | None, except_: Any,
-                        span: A.Span) -> None: ...
+                        span: A.Span, room: Any = None) -> None: ...
+
+    async def join(self, peer: Any, room: Any, leave: bool, span: A.Span) -> None: ...
+
+    async def publish(self, topic: Any, value: Any, span: A.Span) -> None: ...
 
     async def change_scene(self, name: str, inv: Inv | None, span: A.Span) -> None: ...
 
@@ -96,6 +100,7 @@ class CompilerHost(Protocol):
 class EndpointHost(Protocol):
     """What a connection, a server and its peers need from the running program."""
 
+    cluster: Any  # SPEC §16: lang.interpreter.cluster.ClusterLink
     current: Any
     exiting: bool
     expect_active: int

@@ -42,7 +42,7 @@ _OPERATORS = {"PLUS", "MINUS", "STAR", "SLASH", "PERCENT", "EQ", "NE", "LT", "LE
 _STMT_START = {"LET", "IF", "WHILE", "FOR", "BREAK", "CONTINUE", "RETURN", "WAIT", "AFTER",
                "EVERY", "START", "STOP", "SEND", "BROADCAST", "CLOSE", "EMIT", "CHANGE",
                "PRINT", "ASSERT", "EXIT", "EXPECT", "CANCEL", "COUNT", "MEASURE",
-               "SKIP", "REJECT"}
+               "SKIP", "REJECT", "JOIN", "LEAVE", "PUBLISH"}
 _DECL_START = {"CONNECTION", "SERVER", "LET", "FUNC", "ON", "EVERY", "AFTER", "SCENE", "IMPORT"}
 _DECL_WORDS = "connection, server, let, func, on, every, after, scene or import"
 _KEYWORD_TYPES = _STMT_START | _DECL_START | {

@@ -223,7 +223,7 @@ _RAW = re.compile(r"""[ \t\f]*(?:
 | (?P<EOF>\Z))""", re.VERBOSE)
 _MODES = {"TEXT", "BINARY", "JSON"}
 # what cannot start an expression: after it, a mode word can only be the value itself
-_ENDS_HERE = re.compile(r"[ \t\f]*(?:#[^\n]*)?(?:\n|;|\}|,|\Z|except(?![A-Za-z0-9_]))")
+_ENDS_HERE = re.compile(r"[ \t\f]*(?:#[^\n]*)?(?:\n|;|\}|,|\Z|(?:except|to)(?![A-Za-z0-9_]))")
 _ELSE_AHEAD = re.compile(r"[ \t\f]*else(?![A-Za-z0-9_])")
 _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 # `open` is the keyword only before a name that is not an operator word (`open up`, not
@@ -231,7 +231,10 @@ _IN_AHEAD = re.compile(r"[ \t\f]+in(?![A-Za-z0-9_])")
 _OPEN_AHEAD = re.compile(r"[ \t\f]+(?!(?:and|or|not|in|if|else|except|where|within|with)"
                          r"(?![A-Za-z0-9_]))[A-Za-z_]")
 # the same for SPEC §12's `count x`, `measure x v` and (at the REPL's prompt) `threshold`
-_BEFORE_A_NAME = {"OPEN", "COUNT", "MEASURE", "THRESHOLD", "PING"}
+_BEFORE_A_NAME = {"OPEN", "COUNT", "MEASURE", "THRESHOLD", "PING", "JOIN", "LEAVE"}
+# SPEC §16's `publish` is the keyword only before a string or such a name (`publish "t" v`)
+_PUBLISH_AHEAD = re.compile(r"[ \t\f]+(?:[\"']|(?!(?:and|or|not|in|if|else|except|where|"
+                            r"within|with)(?![A-Za-z0-9_]))[A-Za-z_])")
 # SPEC §13's `skip` is a variable or a function where an operator, '=' or a call follows
 # (`skip = 1`, `skip(x)`, `skip.n`): only there can a statement start with the name
 _SKIP_AS_NAME = re.compile(r"[ \t\f]*(?:[=(.\[+\-*/%<>!]|(?:and|or|in|not|if)(?![A-Za-z0-9_]))")
@@ -341,6 +344,9 @@ def _run(ctx: _Context, text: str, start: str, line_base: int = 1) -> Any:
                     ttype = "NAME"
                 elif ttype in _BEFORE_A_NAME and "NAME" in acts and \
                         not _OPEN_AHEAD.match(text, end):
+                    ttype = "NAME"
+                elif ttype == "PUBLISH" and "NAME" in acts and \
+                        not _PUBLISH_AHEAD.match(text, end):
                     ttype = "NAME"
                 tok = Tok(ttype, value, line, col, pos, end)
                 pos = end

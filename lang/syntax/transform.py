@@ -20,6 +20,7 @@ from lang import ast as A
 from lang.ast import Span
 from lang.errors import AtToken
 from lang.limits import MAX_INT_DIGITS
+from lang.syntax.cluster import ClusterSyntax
 from lang.syntax.instances import InstanceSyntax
 from lang.syntax.metrics import MetricSyntax
 from lang.syntax.smaller import SmallerAdditions
@@ -222,7 +223,7 @@ def _t(tok: Any) -> str:
     return tok.type if isinstance(tok, Tok) else ""
 
 
-class ToAst(SmallerAdditions, InstanceSyntax, MetricSyntax, TestSyntax, Transformer):
+class ToAst(SmallerAdditions, InstanceSyntax, ClusterSyntax, MetricSyntax, TestSyntax, Transformer):
     """Shapes Lark's rule callbacks into lang.ast nodes; judges nothing."""
 
     def __init__(self) -> None:
@@ -400,9 +401,15 @@ class ToAst(SmallerAdditions, InstanceSyntax, MetricSyntax, TestSyntax, Transfor
     def broadcast_stmt(self, c: list) -> A.Broadcast:
         rest = c[2:]
         mode = rest.pop(0) if isinstance(rest[0], str) else None
-        value = rest[0]
-        except_ = rest[2] if len(rest) == 3 else None
-        return A.Broadcast(c[1], mode, value, except_, span=self._sp(c[0]))
+        value = rest.pop(0)
+        room = except_ = None
+        while rest:  # (TO expr)? (EXCEPT expr)?
+            word, expr = rest.pop(0), rest.pop(0)
+            if word.type == "TO":
+                room = expr
+            else:
+                except_ = expr
+        return A.Broadcast(c[1], mode, value, except_, room, span=self._sp(c[0]))
 
     def close_stmt(self, c: list) -> A.Close:
         code = c[2] if len(c) > 2 else None

@@ -149,14 +149,15 @@ async def _pump(stream: anyio.abc.ByteReceiveStream, output: Output) -> None:
 
 @asynccontextmanager
 async def evt_process(tmp_path: Path, source: str, *options: str,
-                      name: str = "serve.evt") -> AsyncIterator[Child]:
-    """`python -m lang run [OPTIONS] FILE` with `source` as FILE, its output watched. A
+                      name: str = "serve.evt", args: tuple[str, ...] = ()
+                      ) -> AsyncIterator[Child]:
+    """`python -m lang run [OPTIONS] FILE [ARGS]` with `source` as FILE, its output watched. A
     process still running when the block is left is killed (a test that expects it to end
     by itself says so with `terminate` or `exited`)."""
     script = tmp_path / name
     script.write_text(textwrap.dedent(source), encoding="utf-8")
-    proc = await anyio.open_process([sys.executable, "-m", "lang", "run", *options, str(script)],
-                                    stdin=subprocess.DEVNULL, env=ENV_FOR_CLI)
+    proc = await anyio.open_process([sys.executable, "-m", "lang", "run", *options, str(script),
+                                     *args], stdin=subprocess.DEVNULL, env=ENV_FOR_CLI)
     child = Child(proc)
     assert proc.stdout is not None and proc.stderr is not None
     async with anyio.create_task_group() as tg:

@@ -103,6 +103,7 @@ def test_golden_set_covers_every_event_operator_and_mode() -> None:
     kinds = {n.kind for n in nodes if isinstance(n, A.Event)}
     assert kinds == {"project start", "project stop", "websocket start", "websocket stop",
                      "websocket error", "websocket receive", "websocket request", "event",
+                     "message", "cluster error",
                      "change", "input", "input end",
                      "scene start", "scene stop"}
     ops = {n.op for n in nodes if isinstance(n, A.Binary | A.Logic | A.Unary)}

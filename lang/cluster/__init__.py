@@ -1,0 +1,1 @@
+"""SPEC §16's cluster bus (Redis Pub/Sub): nothing of the language."""
