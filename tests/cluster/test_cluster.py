@@ -184,3 +184,21 @@ async def test_envelopes_as_redis_cli_reads_them(tmp_path: Any, redis: Redis) ->
     assert whole["binary"] is True and whole["payload"] == "cmF3" and whole["room"] is None
     news = by_channel["evt:topic:news"]
     assert news["kind"] == "publish" and news["payload"] == {"text": "x", "n": 1}
+
+
+async def test_no_bus_at_start_is_an_error_event_and_local_delivery_goes_on(tmp_path: Any) -> None:
+    from helpers import free_port, run_evt
+
+    r = await run_evt(f"""\
+        cluster {{ url = "redis://127.0.0.1:{free_port()}/0"; connect_timeout = 5s }}
+        server chat {{ listen = "127.0.0.1:0" }}
+        connection c {{ url = "ws://${{address(chat)}}/" }}
+        on project start {{ start chat; start c }}
+        on websocket start chat from p {{ join p "r"; broadcast chat "local" to "r" }}
+        on websocket receive c as m {{ print "got", m, cluster_peers(chat); publish "t" 1 }}
+        on message "t" as v {{ print "message", v; exit 0 }}
+    """, tmp_path=tmp_path)
+    assert r.out == "got local 1\nmessage 1\n", r.err
+    assert "cluster error: the bus at redis://127.0.0.1:" in r.err
+    assert "is unreachable" in r.err and "Traceback" not in r.err
+    assert "2 messages could not be published" in r.err  # the broadcast and the publish
