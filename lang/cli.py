@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
                           "next deadline whenever the program is idle (runs on asyncio)")
     run.add_argument("--record", metavar="FILE.har",
                      help="record every WebSocket conversation of the run into a HAR file")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="run N processes of the script; servers share their port "
+                          "(SO_REUSEPORT), `worker()` tells each its index")
     metrics = run.add_argument_group("metrics (SPEC §12)")
     metrics.add_argument("--summary", action="store_true",
                          help="print every metric and threshold to stderr at the end")
@@ -119,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="parse and check scripts, print every problem")
     check.add_argument("files", nargs="+", metavar="FILE")
 
+    sub.add_parser("lsp", help="a Language Server for editors, on standard input and output",
+                   description="Speak the Language Server Protocol (JSON-RPC) on stdio.")
+
     repl = sub.add_parser("repl", help="an interactive session (optionally loading FILE)")
     repl.add_argument("-v", "--verbose", action="store_true")
     repl.add_argument("--trace", action="store_true")
@@ -152,6 +158,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         elif opts.command == "repl":
             from lang.repl import cmd_repl
             code = cmd_repl(opts)
+        elif opts.command == "lsp":
+            from lang.lsp import cmd_lsp
+            code = cmd_lsp()
         else:
             _parser().print_help(sys.stderr)
             code = 2
@@ -263,6 +272,9 @@ def overrides_for(sets: list[str], decls: list[A.Node]) -> dict[str, Any]:
 
 
 def cmd_run(opts: argparse.Namespace) -> int:
+    if opts.workers is not None:
+        from lang.workers import cmd_workers
+        return cmd_workers(opts, sys.modules[__name__])  # (it uses load_checked & co.)
     builtins = api.builtins()
     decls, code = load_checked(opts.file, builtins)
     if decls is None:

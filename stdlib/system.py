@@ -21,3 +21,15 @@ def env(name: Any, default: Any = None) -> Any:
     if value is None:
         return default
     return os_text(value)  # Decided: bytes that are not UTF-8 read as U+FFFD, as in Node
+
+
+@builtin("system")
+def worker() -> int:
+    """This process's index among the workers of `evt run --workers N` (0 when run alone)."""
+    # Decided: EVT_WORKER, which --workers sets for each worker; a value that is not a
+    # number reads as 0, as when run alone
+    try:
+        index = int(os.environ.get("EVT_WORKER", "0"))
+    except ValueError:
+        return 0
+    return max(index, 0)

@@ -68,7 +68,7 @@ ARITY: dict[str, tuple[int, int | None]] = {
     # time
     "now": (0, 0), "monotonic": (0, 0), "iso_time": (0, 1),
     # system
-    "env": (1, 2),
+    "env": (1, 2), "worker": (0, 0),
     # url
     "url_encode": (1, 1), "url_decode": (1, 1), "query_string": (1, 1), "parse_url": (1, 1),
 }
@@ -84,7 +84,7 @@ FAMILIES = {
     "math": {"abs", "min", "max", "round", "floor", "ceil", "sqrt", "pow", "clamp", "random",
              "random_int"},
     "time": {"now", "monotonic", "iso_time"},
-    "system": {"env"},
+    "system": {"env", "worker"},
     "url": {"url_encode", "url_decode", "query_string", "parse_url"},
 }
 
@@ -1021,7 +1021,7 @@ def test_env_never_gives_lone_surrogates(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize(("name", "param"), [
     ("connected", "conn"), ("subprotocol", "conn"), ("address", "endpoint"),
-    ("peers", "server"),
+    ("peers", "server"), ("rooms", "peer"), ("cluster_peers", "server"),
 ])
 def test_websocket_errors_name_the_documented_parameter(name: str, param: str) -> None:
     # every one said "argument 1 (name)", a parameter none of them has
