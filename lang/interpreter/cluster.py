@@ -120,6 +120,12 @@ class ClusterLink:
     # ------------------------------------------------------------ from the bus
 
     def _deliver(self, channel: str, env: dict) -> None:
+        try:
+            self._take(env)
+        except Exception:  # a bug of ours: reported, and the bus reads on
+            self.rt.internal_error("the cluster's delivery")
+
+    def _take(self, env: dict) -> None:
         rt = self.rt
         kind = env.get("kind")
         if kind == "broadcast":
