@@ -19,6 +19,11 @@ Sections:
             with `expect`) against the same load from a `websockets`-library client, as
             round trips per CPU-second of the generator, at C = 50 and C = 1,000; and idle
             memory per client connection (bench/load.py)
+  lsp       `evt lsp` over stdio: a change of a 1,000-line file to its diagnostics
+            (goal < 200 ms), against parse + check in-process (bench/lsp.py)
+  cluster   a chat broadcast load on one process without a cluster against
+            `--workers 2` with a Redis bus: deliveries/s and the added p99 latency of a
+            cross-process broadcast (goal < 5 ms) (bench/cluster.py; needs redis-server)
 Results go to stdout (a table per section) and bench/out/results.json.
 """
 
@@ -441,12 +446,13 @@ def report(res: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small loads, fewer repeats")
-    ap.add_argument("--only", nargs="+", choices=("language", "client", "server", "load"))
+    ap.add_argument("--only", nargs="+",
+                    choices=("language", "client", "server", "load", "lsp", "cluster"))
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--loops", nargs="+", default=["asyncio", "uvloop"],
                     choices=("asyncio", "uvloop"))
     a = ap.parse_args()
-    sections = a.only or ["language", "client", "server", "load"]
+    sections = a.only or ["language", "client", "server", "load", "lsp", "cluster"]
     repeats = a.repeats or (1 if a.quick else 3)
     res: dict[str, Any] = {"header": header()}
     if "language" in sections:
@@ -467,12 +473,28 @@ def main() -> None:
             ref.stop()
     out = BENCH / "out"
     out.mkdir(exist_ok=True)
+    if "lsp" in sections:
+        from lsp import bench_lsp
+
+        res["lsp"] = bench_lsp(a.quick)
+    if "cluster" in sections:
+        from cluster import bench_cluster
+
+        res["cluster"] = bench_cluster(a.quick)
     (out / "results.json").write_text(json.dumps(res, indent=2))
     report(res)
     if "load" in res:
         from load import report_load
 
         report_load(res["load"])
+    if "lsp" in res:
+        from lsp import report_lsp
+
+        report_lsp(res["lsp"])
+    if "cluster" in res:
+        from cluster import report_cluster
+
+        report_cluster(res["cluster"])
 
 
 if __name__ == "__main__":

@@ -19,17 +19,18 @@ __all__ = ["REGISTRY", "Builtin", "builtin", "load"]
 
 
 def load() -> dict[str, Builtin]:
-    """Import every family module (each registers its functions) and return the registry."""
-    if not REGISTRY:
-        from stdlib import (  # noqa: F401
-            conversion,
-            jsonfns,
-            lists,
-            mathfns,
-            strings,
-            system,
-            timefns,
-            urls,
-            websocket,
-        )
+    """Import every family module (each registers its functions) and return the registry.
+    (Every time: a module imported alone, as a test may, must not leave it partial; an
+    import already done costs a dictionary lookup.)"""
+    from stdlib import (  # noqa: F401
+        conversion,
+        jsonfns,
+        lists,
+        mathfns,
+        strings,
+        system,
+        timefns,
+        urls,
+        websocket,
+    )
     return REGISTRY

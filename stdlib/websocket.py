@@ -34,7 +34,9 @@ def subprotocol(conn: Any) -> Any:
 
 @builtin("websocket")
 def address(endpoint: Any) -> Any:
-    """A server's "host:port" while it listens; a connection's peer address while open."""
+    """A server's "host:port" while it listens; a connection's peer address while open:
+    the address it connected to (`127.0.0.1:8765` for `ws://localhost:8765/`; IPv6 as
+    `[::1]:8765`, as is `p.remote`)."""
     return _endpoint("address", "endpoint", endpoint, ("server", "connection", "peer"),
                      "a server, a connection or a peer").evt_address()
 
@@ -71,14 +73,13 @@ def metric(rt: Any, name: Any, stat: Any, tag: Any = None) -> Any:
 
 @builtin("websocket")
 def rooms(peer: Any) -> list:
-    """The rooms a peer is in (SPEC §16), in the order it joined them; [] once it closed."""
+    """The rooms a peer is in, in the order it joined them; [] once it closed (§4f)."""
     return _endpoint("rooms", "peer", peer, ("peer",), "a peer").evt_rooms()
 
 
 @builtin("websocket")
 def cluster_peers(server: Any) -> int:
-    """The open peers of a server in every process of the cluster (SPEC §16): this
-    process's exactly, the others' as they reported them within the last second; without a
-    cluster, this process's."""
+    """The open peers of a server in every process of the cluster: this process's exactly,
+    the others' as they last reported (§4f); without a cluster, `len(peers(server))`."""
     return _endpoint("cluster_peers", "server", server, ("server",), "a server"
                      ).evt_cluster_peers()
