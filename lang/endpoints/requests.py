@@ -2,8 +2,9 @@
 run in the client's handshake before it is answered (within handshake_timeout).
 
 R's fields: `path`, `query` (a map), `headers` (lower-case names), `remote`,
-`subprotocols` (offered); set by the handler: `subprotocol` (one of the offered),
-`response_headers` (a map added to the 101), and any other field, which the peer has once it
+`subprotocols` (offered), `cert` (the client certificate's subject, as p.cert); set by the
+handler: `subprotocol` (one of the offered), `response_headers` (a map added to the 101),
+and any other field, which the peer has once it
 connects (`R.user = "ana"` gives `p.user`). `reject STATUS [, BODY]` answers with that HTTP
 status and ends the connection; a runtime error in a handler answers 500."""
 
@@ -19,17 +20,19 @@ from lang.runtime.core import RejectRequest
 from lang.values import type_name
 from lang.wire.server import Decision, Upgrade, header_items
 
-_GIVEN = ("path", "query", "headers", "remote", "subprotocols")
+_GIVEN = ("path", "query", "headers", "remote", "subprotocols", "cert")
 
 
 class RequestValue:
     """The R of `on websocket request ... as R`."""
 
     evt_type = "request"
-    __slots__ = ("failed", "fields", "rejection", "response_headers", "subprotocol", "upgrade")
+    __slots__ = ("cert", "failed", "fields", "rejection", "response_headers", "subprotocol",
+                 "upgrade")
 
-    def __init__(self, upgrade: Upgrade) -> None:
+    def __init__(self, upgrade: Upgrade, cert: Any = None) -> None:
         self.upgrade = upgrade
+        self.cert = cert  # the client certificate's subject (SPEC §15's p.cert), or null
         self.fields: dict[str, Any] = {}
         self.subprotocol: str | None = None
         self.response_headers: dict[str, str] = {}
@@ -51,6 +54,8 @@ class RequestValue:
             return u.remote
         if name == "subprotocols":
             return list(u.subprotocols)
+        if name == "cert":
+            return self.cert
         if name == "subprotocol":
             return self.subprotocol
         if name == "response_headers":
@@ -93,16 +98,17 @@ class RequestValue:
                         headers=list(self.response_headers.items()))
 
 
-def decider(rt: Any, name: str, carried: dict[str, Any]
+def decider(rt: Any, name: str, carried: dict[str, Any], cert: Callable[[], Any] | None = None
             ) -> Callable[[Upgrade], Awaitable[Decision]] | None:
     """The `decide` hook of a server's handshake: its request handlers, or None when it has
-    none. What the handlers set on R is put in `carried` (for the peer)."""
+    none. What the handlers set on R is put in `carried` (for the peer); `cert` gives the
+    client certificate's subject (a TLS server's)."""
     key = ("ws", "request", name)
     if not rt.has_handlers(key):
         return None
 
     async def decide(upgrade: Upgrade) -> Decision:
-        request = RequestValue(upgrade)
+        request = RequestValue(upgrade, cert() if cert is not None else None)
         await rt.dispatch(key, request)
         carried.update(request.fields)
         return request.decision()

@@ -420,7 +420,8 @@ class ServerEndpoint(Endpoint):
                 if self._tls is not None:
                     stream = await self._wrap_tls(stream, opts.handshake_timeout)
                 ws = await accept(stream, opts, remote, admit=admit,
-                                  decide=decider(self.rt, self.name, carried),
+                                  decide=decider(self.rt, self.name, carried,
+                                                 lambda: peer_subject(stream)),
                                   on_frame=self.tracer(f"{self.name} {remote}"))
             except Rejected as e:
                 self.verbose(f"refused {remote}: HTTP {e.status} ({e.reason})")

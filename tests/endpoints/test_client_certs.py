@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from helpers import run_evt
 from helpers.server import T, client, recv, serving
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import InvalidMessage
+from websockets.exceptions import InvalidMessage, InvalidStatus
 
 pytestmark = pytest.mark.anyio
 
@@ -528,3 +528,26 @@ async def test_client_keys_are_known(tmp_path: Path) -> None:
                     '    keyfile = "k.pem"\n}\n', encoding="utf-8")
     checked = api.load_and_check(str(path), api.builtins())
     assert checked.syntax is None and not checked.problems, checked.problems
+
+
+async def test_the_request_handler_reads_r_cert(ca: trustme.CA, pki: dict[str, str],
+                                                tmp_path: Path) -> None:
+    # SPEC §15: R.cert is the subject as p.cert will be; a handler can refuse by it
+    source = evt_server(pki, '"optional"') + """
+        on websocket request srv as R {
+            if R.cert == null { reject 401, "a certificate, please" }
+            R.who = R.cert.commonName
+        }
+        on websocket start srv from p { send p "you are ${p.who}" }
+    """
+    ana = client_context(ca, pki["cert"], pki["key"])
+    async with serving(source, tmp_path) as run:
+        url = await run.url()
+        async with client(url, ssl=ana) as ws:
+            assert await recv(ws) == "you are ana"
+        with pytest.raises(InvalidStatus) as e:
+            async with client(url, ssl=client_context(ca)):
+                pass
+        assert e.value.response.status_code == 401
+        await quit_server(url, ana)
+    assert run.result.code == 0, run.result.err
