@@ -1,4 +1,5 @@
-"""The documentation of the `connection` and `server` keys, as the reference shows it.
+"""The documentation of the `connection`, `server` and `cluster` keys, as the reference
+shows it.
 
 Rules of this module:
 - This is the one text of each key: docs/reference.md §5 prints these rows as its tables
@@ -29,7 +30,7 @@ class KeyRow:
 class KeyDoc:
     """One key's documentation, resolved from its row."""
 
-    role: str  # "connection" | "server"
+    role: str  # "connection" | "server" | "cluster"
     key: str
     type: str
     default: str
@@ -102,7 +103,22 @@ SERVER_ROWS: tuple[KeyRow, ...] = (
            "given; `false` or null: not asked (§4e)"),
 )
 
-ROWS: dict[str, tuple[KeyRow, ...]] = {"connection": CONNECTION_ROWS, "server": SERVER_ROWS}
+CLUSTER_ROWS: tuple[KeyRow, ...] = (  # SPEC §16
+    KeyRow(("url",), "string", "required",
+           '`"redis://[user:pass@]host[:port][/db]"`, `"rediss://..."` (TLS) or '
+           '`"unix:///path/redis.sock"`'),
+    KeyRow(("prefix",), "string", '`"evt"`',
+           "the start of every channel and key this cluster uses; not empty"),
+    KeyRow(("presence_ttl",), "duration", "`10s`",
+           "a process that stops refreshing its peer counts for this long drops out of "
+           "`cluster_peers()`; at least `0.3s`"),
+    KeyRow(("connect_timeout",), "duration", "`5s`",
+           "how long the start waits for the bus before going on without it (it is "
+           "retried)"),
+)
+
+ROWS: dict[str, tuple[KeyRow, ...]] = {"connection": CONNECTION_ROWS, "server": SERVER_ROWS,
+                                       "cluster": CLUSTER_ROWS}
 
 
 def _resolve(role: str, row: KeyRow, key: str) -> KeyDoc:
@@ -116,7 +132,7 @@ def _resolve(role: str, row: KeyRow, key: str) -> KeyDoc:
 
 
 def key_doc(role: str, key: str) -> KeyDoc | None:
-    """The documentation of one key of `role` ("connection" or "server"), or None."""
+    """The documentation of one key of `role` ("connection", "server", "cluster"), or None."""
     for row in ROWS.get(role, ()):
         if key in row.keys:
             return _resolve(role, row, key)

@@ -231,7 +231,8 @@ _CONFIG = {"connection", "server"}
 class Context:
     """Where the cursor stands, for completion and hover.
 
-    `role` is "connection" or "server" when the innermost open brace is such a block;
+    `role` is "connection", "server" or "cluster" when the innermost open brace is such a
+    block;
     `before` the words and symbols of the current statement before the word at the cursor;
     `prefix` the part of that word before the cursor; `in_string`/`in_comment` say the
     cursor is inside one (nothing is completed there)."""
@@ -244,7 +245,7 @@ class Context:
 
     @property
     def at_key(self) -> bool:
-        """At the start of an entry of a connection or server block."""
+        """At the start of an entry of a connection, server or cluster block."""
         return self.role is not None and not self.before
 
 
@@ -269,7 +270,8 @@ def context_at(text: str, offset: int) -> Context:
         if tok.kind == "nl" or tok.text == ";":
             stmt = []
         elif tok.text == "{":
-            role = stmt[0] if len(stmt) == 2 and stmt[0] in _CONFIG else None
+            role = stmt[0] if (len(stmt) == 2 and stmt[0] in _CONFIG) or \
+                (stmt == ["cluster"] and not braces) else None
             braces.append(role)
             stmt = []
         elif tok.text == "}":

@@ -64,14 +64,15 @@ def reference_rows(role: str) -> list[keydocs.KeyRow]:
 
 
 def test_the_key_docs_name_exactly_the_keys_of_lang_config() -> None:
-    for role, keys in (("connection", config.CLIENT_KEYS), ("server", config.SERVER_KEYS)):
+    for role, keys in (("connection", config.CLIENT_KEYS), ("server", config.SERVER_KEYS),
+                       ("cluster", config.CLUSTER_KEYS)):
         assert [d.key for d in keydocs.key_docs(role)] and \
             sorted(d.key for d in keydocs.key_docs(role)) == sorted(keys), role
 
 
 def test_the_reference_tables_print_the_key_docs() -> None:
     found = set()
-    for role in ("connection", "server"):
+    for role in ("connection", "server", "cluster"):
         printed = {k: row for row in reference_rows(role) for k in row.keys}
         for row in keydocs.ROWS[role]:
             for key in row.keys:

@@ -191,6 +191,17 @@ def test_completion(client: Client, project: Path) -> None:
     client.change(main, 5, "# a comment\n" + MAIN)
     client.diagnostics(main, 5)
     assert _labels(client.at("textDocument/completion", main, 0, 5)) == []
+
+    # in a cluster block (SPEC §16): its keys; after `on cluster`: error
+    text = 'cluster {\n    pr\n}\n' + MAIN + "on cluster \n"
+    client.change(main, 6, text)
+    client.diagnostics(main, 6)
+    result = client.at("textDocument/completion", main, 1, 6)
+    assert sorted(_labels(result)) == sorted(config.CLUSTER_KEYS)
+    items = {i["label"]: i for i in result["items"]}
+    assert items["prefix"]["detail"] == 'string, default "evt"'
+    line = text.count("\n") - 1
+    assert _labels(client.at("textDocument/completion", main, line, 11)) == ["error"]
     assert client.close() == 0
 
 
