@@ -9,6 +9,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ def quote_source(span: Span) -> str:
     text = SOURCES.line(span.file, span.line)
     if text is None:
         return ""
-    text = text.rstrip("\r")
+    text = _CREDENTIALS.sub(lambda m: m[1] + "*" * len(m[2]) + "@", text.rstrip("\r"))
     col = max(span.col, 1)
     if len(text) > _WIDE:  # a very long line: a window around the spot
         start = max(col - 1 - _WIDE // 2, 0)
@@ -74,6 +75,9 @@ def quote_source(span: Span) -> str:
 
 
 _WIDE = 120  # characters of a source line quoted around the caret
+# a password in a URL (`socks5://ana:secret@host`) is quoted as stars of its length, so the
+# caret stays where it was and a CI log does not keep the secret
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"']*:)([^\s/@\"']+)@")
 
 
 @dataclass

@@ -129,3 +129,17 @@ def test_paths_are_printed_as_given() -> None:
     assert result.err.startswith("./check_exit_code.evt:2:10: error: ")
     result = run_cli(["check", str(GOLDEN / "check_exit_code.evt")])
     assert result.err.startswith(str(GOLDEN / "check_exit_code.evt") + ":2:10: error: ")
+
+
+def test_a_password_in_a_url_is_not_quoted(tmp_path: Path) -> None:
+    # a CI log keeps what `evt check` prints: the quoted line shows the password as stars
+    # of its length, so the caret still points where it did
+    path = tmp_path / "secret.evt"
+    path.write_text('connection c { url = "ws://127.0.0.1:1/"; '
+                    'proxy = "socks5://ana:s3cret@127.0.0.1:1080"; colour = 1 }\n')
+    result = run_cli(["check", str(path)])
+    assert result.code == 3
+    assert "s3cret" not in result.err
+    line, caret = result.err.splitlines()[1:3]
+    assert 'proxy = "socks5://ana:******@127.0.0.1:1080"' in line
+    assert line[caret.index("^"):].startswith("colour")
