@@ -65,6 +65,10 @@ def _no_count(name: str, n: float) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 def _reason(e: BaseException) -> str:
     """The innermost error of an exception group, in words."""
     while isinstance(e, BaseExceptionGroup) and e.exceptions:
@@ -99,6 +103,7 @@ class Bus:
         self._pubsub: Any = None
         self.counts: Callable[[], dict[str, int]] = dict  # this process's, for presence
         self.count: Callable[[str, float], None] = _no_count  # metrics: received, published...
+        self.on_presence: Callable[[], None] = _nothing  # the others' counts changed
         self._task_status: Any = None
         self.presence_others: dict[str, int] = {}
         self._down_reported = False
@@ -307,7 +312,9 @@ class Bus:
                                 totals[k] = totals.get(k, 0) + v
                     except (ValueError, AttributeError):
                         continue
-            self.presence_others = totals
+            if totals != self.presence_others:
+                self.presence_others = totals
+                self.on_presence()
             await anyio.sleep(every)
 
     async def close(self) -> None:

@@ -82,6 +82,7 @@ class ClusterLink:
             for name in ("cluster_published", "cluster_received", "cluster_unpublished"):
                 metrics.count(name, 0)  # there from the start, at 0
         bus.counts = self._counts
+        bus.on_presence = self.rt.event_passed  # `wait until cluster_peers(S) ...` judges again
         for name, ep in self.rt.endpoints.items():
             if ep.role == "server":
                 bus.wanted[bus.channel("server", name)] = None

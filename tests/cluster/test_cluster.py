@@ -202,3 +202,25 @@ async def test_no_bus_at_start_is_an_error_event_and_local_delivery_goes_on(tmp_
     assert "cluster error: the bus at redis://127.0.0.1:" in r.err
     assert "is unreachable" in r.err and "Traceback" not in r.err
     assert "2 messages could not be published" in r.err  # the broadcast and the publish
+
+
+async def test_wait_until_hears_the_other_processes_counts(tmp_path: Any, redis: Redis) -> None:
+    # a change of the others' peer counts is an event: `wait until` judges its condition again
+    watcher = """\
+        cluster { url = args[0]; presence_ttl = 1s }
+        server chat { listen = "127.0.0.1:0" }
+        on project start {
+            start chat
+            print "waiting"
+            wait until cluster_peers(chat) == 1 within 30s
+            print "seen", cluster_peers(chat)
+            exit 0
+        }
+    """
+    async with evt_process(tmp_path, watcher, name="w.evt", args=(redis.url,)) as w, \
+            chat(tmp_path, redis.url, "b.evt") as b:
+        await w.out.wait_for("^waiting$")
+        async with client(await b.url("chat")) as b1:
+            assert await recv(b1) == "hi"
+            assert await w.exited() == 0, w.err.text
+    assert "seen 1" in w.out.text
