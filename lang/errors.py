@@ -61,7 +61,7 @@ def quote_source(span: Span) -> str:
     text = SOURCES.line(span.file, span.line)
     if text is None:
         return ""
-    text = _CREDENTIALS.sub(lambda m: m[1] + "*" * len(m[2]) + "@", text.rstrip("\r"))
+    text = text.rstrip("\r")
     col = max(span.col, 1)
     if len(text) > _WIDE:  # a very long line: a window around the spot
         start = max(col - 1 - _WIDE // 2, 0)
@@ -69,6 +69,8 @@ def quote_source(span: Span) -> str:
         text, col = ("..." if start else "") + text[start:end] + ("..." if end < len(text)
                                                                   else ""), \
             col - start + (3 if start else 0)
+    if "://" in text:  # (on the window only: a 10 MB line must not be searched)
+        text = _CREDENTIALS.sub(lambda m: m[1] + "*" * len(m[2]) + "@", text)
     prefix = text[: col - 1].expandtabs(4)
     shown = text.expandtabs(4)
     return f"    {shown}\n    {' ' * len(prefix)}^\n"
