@@ -120,14 +120,16 @@ def environment_proxies(environ: Mapping[str, str]) -> dict[str, tuple[str, str]
     any case, a lower-case name winning over the others (and an empty lower-case one removing
     the scheme); under CGI (REQUEST_METHOD set) an HTTP_PROXY not all lower-case is left out
     (CVE-2016-1000110)."""
+    # the names first, each value once (os.environ decodes each value it is asked for:
+    # reading every one of them was most of what opening a connection cost in Python)
+    found = [(name, environ[name]) for name in environ if name[-6:].lower() == "_proxy"]
     proxies: dict[str, tuple[str, str]] = {}
-    for name, value in environ.items():
-        lower = name.lower()
-        if value and lower[-6:] == "_proxy":
-            proxies[lower[:-6]] = (value, name)
+    for name, value in found:
+        if value:
+            proxies[name.lower()[:-6]] = (value, name)
     if "REQUEST_METHOD" in environ:
         proxies.pop("http", None)
-    for name, value in environ.items():
+    for name, value in found:
         if name[-6:] == "_proxy":
             lower = name.lower()
             if value:
