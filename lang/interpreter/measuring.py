@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from lang.metrics import prometheus, report
+from lang.metrics import report
 from lang.metrics.judging import breach_lines, duration, judge, summary_lines
 from lang.metrics.registry import Registry
 
@@ -64,6 +64,9 @@ class Measuring:
             bound = listener.extra(anyio.abc.SocketAttribute.local_address)
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             self.say(f"metrics on http://{shown}:{bound[1]}/metrics")
+            # imported when asked for: prometheus_client is a sixth of a run's imports
+            from lang.metrics import prometheus
+
             tg.start_soon(prometheus.serve, listener, self.registry)
         if o.out_path is not None or o.report_html is not None or o.progress is not None:
             tg.start_soon(self._each_second)
