@@ -18,6 +18,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,62 +29,22 @@ import anyio
 from lang import ast as A
 from lang import config
 from lang.compile import Layout, Scope
+from lang.endpoints.payloads import convert, encode, payload_size
 from lang.errors import EvtRuntimeError
 from lang.runtime import virtualtime
 from lang.runtime.host import EndpointHost
-from lang.values import escape_remote, json_error, parse_json, to_json, to_str
+from lang.values import escape_remote, to_str
 from lang.wire.frames import Closed, Limits
 
 INF = float("inf")
 clock = virtualtime.monotonic  # metrics' clock (SPEC §12): --virtual-time's when it runs
-
-
-def payload_size(msg: str | bytes) -> int:
-    """A message's payload bytes (data_sent, data_received): a text's UTF-8 length."""
-    if type(msg) is bytes or msg.isascii():  # type: ignore[union-attr]
-        return len(msg)
-    return len(msg.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
+# encode, convert and payload_size (lang.endpoints.payloads) are imported from here too
 
 if TYPE_CHECKING:
     from lang.compile import Compiler
     from lang.wire.connection import WebSocket
 
 EXPECT_LOG = 4096  # messages an `expect` can look back on, per channel
-
-
-def encode(value: Any, mode: str | None) -> str | bytes:
-    """What `send` puts on the wire: strings as text, bytes as binary, anything else as JSON
-    text; `text` / `binary` force the frame type."""
-    t = type(value)
-    if mode is None:
-        if t is str or t is bytes:
-            return value
-        return to_json(value)
-    if mode == "text":
-        if t is str:
-            return value
-        if t is bytes:
-            return value.decode("utf-8", "replace")
-        return to_json(value)
-    if t is bytes:
-        return value
-    if t is str:
-        return value.encode("utf-8")
-    return to_json(value).encode("utf-8")
-
-
-def convert(msg: str | bytes, mode: str | None) -> Any:
-    """A received message as a handler's mode wants it. json mode raises ValueError."""
-    if mode is None:
-        return msg
-    if mode == "text":
-        return msg if type(msg) is str else msg.decode("utf-8", "replace")
-    if mode == "binary":
-        return msg if type(msg) is bytes else msg.encode("utf-8")
-    try:
-        return parse_json(msg)
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"message is not JSON ({json_error(e)})") from None
 
 
 def closed_value(c: Closed) -> dict[str, Any]:
@@ -101,6 +62,7 @@ class Endpoint:
 
     role = ""
     evt_type = ""
+    _loop: asyncio.AbstractEventLoop | None = None
 
     def __init__(self, rt: EndpointHost, decl: A.Connection | A.Server) -> None:
         self.rt = rt
@@ -119,6 +81,14 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"<{self.evt_type} {self.name}>"
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The program's event loop (anyio's asyncio backend: evt runs on no other), found
+        once: asking for it costs a system call each time (CPython checks the pid)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def __str__(self) -> str:
         return repr(self)
@@ -203,8 +173,8 @@ class Endpoint:
 class Channel:
     """One live WebSocket as a source of evt events (a client connection, or a peer)."""
 
-    __slots__ = ("_arrived", "_space", "endpoint", "inline", "log", "max_queue", "opened_at",
-                 "pending", "recording", "rt", "source", "tally", "ws")
+    __slots__ = ("_alarm", "_arrived", "_space", "endpoint", "inline", "log", "max_queue",
+                 "opened_at", "pending", "recording", "rt", "source", "tally", "ws")
     # SPEC §14: `--record` writes each message from the client's side: what a client
     # connection sends is "send", what a server's peer sends it is "receive"
     is_client_side = True
@@ -220,7 +190,8 @@ class Channel:
         self.pending = 0  # queued receive jobs
         self._space: anyio.Event | None = None
         self.log: deque[tuple[int, Any]] | None = None  # made while a handler may `expect`
-        self._arrived: anyio.Event | None = None
+        self._arrived: list[asyncio.Future[None]] | None = None  # the `expect`s waiting
+        self._alarm: Any = None  # lang.runtime.alarms.Alarm: wakes them at a deadline
         self.max_queue = int(endpoint.config["max_queue"])
         self.tally = endpoint.tally
         self.opened_at = 0.0
@@ -241,8 +212,13 @@ class Channel:
             tally.sessions += 1
             tally.open += 1
             self.opened_at = clock()
+        ws = self.ws
+        if ws is not None and self._sink_ok():
+            ws.sink = self
 
     def session_ended(self) -> None:
+        if self.ws is not None:
+            self.ws.sink = None
         recording = self.recording
         if recording is not None:
             self.recording = None
@@ -266,24 +242,10 @@ class Channel:
     async def on_message(self, msg: str | bytes) -> None:
         """Called by the transport's reader for each whole message."""
         rt = self.rt
-        rt.message_seq += 1
         recording = self.recording
         if recording is not None:
             recording.message(not self.is_client_side, msg)
-        tally = self.tally
-        if tally is not None:
-            tally.msgs_received += 1
-            tally.data_received += len(msg) if type(msg) is bytes or msg.isascii() \
-                else payload_size(msg)  # type: ignore[union-attr]
-        if rt.expect_active:
-            if self.log is None:
-                self.log = deque(maxlen=EXPECT_LOG)
-            self.log.append((rt.message_seq, msg))
-            if self._arrived is not None:
-                self._arrived.set()
-                self._arrived = None
-        elif self.log is not None:
-            self.log = None
+        self._arrive(msg)
         if not rt.has_handlers(self.endpoint.receive_key):
             return  # nothing to run (as for post_event): an `expect` may take it from the log
         source = self.source
@@ -302,6 +264,46 @@ class Channel:
             source.post(lambda: self._queued(msg, since))
         else:
             source.post(lambda: self._queued(msg))
+
+    def _arrive(self, msg: str | bytes) -> None:
+        """What every message does first: its number, the metrics, and the log an `expect`
+        looks at (waking those that wait)."""
+        rt = self.rt
+        rt.message_seq += 1
+        tally = self.tally
+        if tally is not None:
+            tally.msgs_received += 1
+            tally.data_received += len(msg) if type(msg) is bytes or msg.isascii() \
+                else payload_size(msg)  # type: ignore[union-attr]
+        if rt.expect_active:
+            log = self.log
+            if log is None:
+                log = self.log = deque(maxlen=EXPECT_LOG)
+            log.append((rt.message_seq, msg))
+            waiting = self._arrived
+            if waiting is not None:  # (wake_expect, inline)
+                self._arrived = None
+                for waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        elif self.log is not None:
+            self.log = None
+
+    # The transport's MessageSink (lang.wire.connection): a message with no receive handler
+    # to run (a load generator's reply, which an `expect` takes from the log) is taken from
+    # the read itself, without a trip through the reader's task.
+
+    def ready_now(self) -> bool:
+        return self.recording is None and not self.rt.has_handlers(self.endpoint.receive_key)
+
+    # all that on_message does when ready_now holds: no recording, no handler to run
+    take_now = _arrive
+
+    def _sink_ok(self) -> bool:
+        """Whether to offer the transport the sink: not to a declaration whose receive
+        handlers are in the project's scope (a server's echo: its reads would only ask to be
+        told no). Whether one may run now (a scene's, a REPL's new one) is asked each read."""
+        return self.endpoint.receive_key not in self.rt.handlers
 
     async def _wait_for_space(self, msg: str | bytes) -> None:
         """Stop reading until handlers catch up (TCP backpressure). Once we have sent a
@@ -424,18 +426,22 @@ class Channel:
             except EvtRuntimeError as e:
                 e.span = span
                 raise
-        if self.rt.expect_active or inv.marks is not None:
-            if inv.marks is None:
-                inv.marks = {}
+        rt = self.rt
+        marks = inv.marks
+        if marks is not None or rt.expect_active:
+            if marks is None:
+                marks = inv.marks = {}
                 inv.sent_at = {}
-            inv.marks[self] = self.rt.message_seq
+            marks[self] = rt.message_seq
             inv.sent_at[self] = clock()
         ws = self.ws
         if ws is None or ws.closed is not None:
             self.endpoint.report_error(f"{self.label}: not connected", self.peer_value)
             return
         try:
-            await ws.send(data, self.inline)
+            frame = ws.send_nowait(data, self.inline)  # (no coroutine when it need not wait)
+            if frame is not None:
+                await ws.send_frame(frame)
         except ConnectionError as e:
             self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
             return
@@ -445,7 +451,8 @@ class Channel:
         tally = self.tally
         if tally is not None:
             tally.msgs_sent += 1
-            tally.data_sent += payload_size(data)
+            tally.data_sent += len(data) if type(data) is bytes or data.isascii() \
+                else payload_size(data)  # type: ignore[union-attr]
 
     async def evt_ping(self) -> float | None:
         ws = self.ws
@@ -470,64 +477,96 @@ class Channel:
         began) for which `matches` holds: (True, message); otherwise (False, why): None on
         timeout, or the words for a channel that is not connected or ended meanwhile."""
         was_open = self.expect_can_wait()
-        since = inv.marks.get(self, inv.start_seq) if inv.marks else inv.start_seq
-        if inv.taken is None:
-            inv.taken = set()
+        marks = inv.marks
+        scanned = marks.get(self, inv.start_seq) if marks else inv.start_seq
         taken = inv.taken
-        scanned = since
-        deadline = anyio.current_time() + seconds
-        alarm = None  # the deadline wakes the wait as a message would (no cancel scope)
+        if taken is None:
+            taken = inv.taken = set()
+        loop = self.endpoint.loop()
+        deadline = loop.time() + seconds  # anyio.current_time()'s clock (the alarms')
+        waiter = None
         try:
             while True:
-                fresh = []  # what came since the last look, oldest first: a look costs
-                log = self.log  # what is new, not the whole log (a handler doing many
-                if log:  # round trips would otherwise scan ever more of it)
+                log = self.log  # a look costs what is new, not the whole log (a handler
+                if log and log[-1][0] > scanned:  # doing many round trips would otherwise
+                    fresh = []  # scan ever more of it); oldest first
                     for entry in reversed(log):
                         if entry[0] <= scanned:
                             break
                         fresh.append(entry)
                     fresh.reverse()
-                for seq, msg in fresh:
-                    if seq in taken:
-                        continue
-                    scanned = seq
-                    try:
-                        value = convert(msg, mode)
-                    except ValueError:
-                        continue
-                    if await matches(value):
-                        taken.add(seq)
-                        tally = self.tally
-                        if tally is not None:  # ws_expect_duration: reply latency
-                            sent = inv.sent_at.get(self) if inv.sent_at else None
-                            tally.expect_duration.add(
-                                clock() - (sent if sent is not None else inv.started))
-                        return True, value
+                    for seq, msg in fresh:
+                        if seq in taken:
+                            continue
+                        scanned = seq
+                        try:
+                            value = convert(msg, mode)
+                        except ValueError:
+                            continue
+                        if await matches(value):
+                            taken.add(seq)
+                            tally = self.tally
+                            if tally is not None:  # ws_expect_duration: reply latency
+                                sent = inv.sent_at.get(self) if inv.sent_at else None
+                                tally.expect_duration.add(
+                                    clock() - (sent if sent is not None else inv.started))
+                            return True, value
                 if not self.expect_can_wait():
                     return False, ("the connection closed before a matching message came"
                                    if was_open else "not connected")
-                if anyio.current_time() >= deadline:
+                if loop.time() >= deadline:
                     return False, None
-                if self._arrived is None:
-                    self._arrived = anyio.Event()
+                # a future of its own (a cancelled wait must not cancel another's), woken
+                # by the next message (_arrive), the connection's end or the deadline
+                waiter = loop.create_future()
+                waiting = self._arrived
+                if waiting is None:
+                    self._arrived = [waiter]
+                else:
+                    waiting.append(waiter)
                 if self._space is not None:  # a reader held back by a full queue reads on
                     self._space.set()
                     self._space = None
-                if alarm is None and deadline != INF:
-                    alarm = self.rt.alarm(deadline, self.wake_expect)
-                await self._arrived.wait()
+                if deadline != INF:
+                    self._wake_by(deadline)
+                await waiter
         finally:
-            if alarm is not None:
-                alarm.cancel()
+            if waiter is not None and waiter.cancelled():
+                self._give_up(waiter)
+
+    def _wake_by(self, deadline: float) -> None:
+        """See that the waiting `expect`s are woken once `deadline` passes, as a message
+        would wake them (no cancel scope). One alarm per channel, left set when an
+        `expect` ends: the round trips that follow, each with a later deadline, need no
+        alarm of their own (one that rings early wakes them to look and wait again, and
+        the next wait sets the alarm anew)."""
+        alarm = self._alarm
+        if alarm is not None and alarm.fire is not None:  # set, not rung nor withdrawn
+            if alarm.deadline <= deadline:
+                return
+            alarm.cancel()  # a sooner one takes its place
+        self._alarm = self.rt.alarm(deadline, self.wake_expect)
+
+    def _give_up(self, waiter: asyncio.Future[None]) -> None:
+        """A wait that was cancelled leaves the waiting list (no `expect` waits any more:
+        a full queue holds the reader back again)."""
+        waiting = self._arrived
+        if waiting is not None and waiter in waiting:
+            waiting.remove(waiter)
+            if not waiting:
+                self._arrived = None
 
     def expect_can_wait(self) -> bool:
         return self.ws is not None and self.ws.closed is None
 
     def wake_expect(self) -> None:
-        """The connection ended (or an `expect`'s deadline passed): every `expect` waiting
-        on it looks again."""
-        if self._arrived is not None:
-            self._arrived.set()
+        """A message came, the connection ended, or an `expect`'s deadline passed: every
+        `expect` waiting on it looks again."""
+        waiting = self._arrived
+        if waiting is not None:
             self._arrived = None
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -47,18 +47,16 @@ from wsproto.utilities import LocalProtocolError
 from lang.wire.closing import Closing
 from lang.wire.direct import direct_reader, direct_writer
 from lang.wire.fastframe import FrameParser, wsproto_in_step
-from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import (
-    BATCH_LIMIT,
     FAILED_READ_LIMIT,
     OPEN_STATE,
     READ_SIZE,
     STREAM_ERRORS,
     Closed,
     Limits,
-    message_event,
     seconds_text,
 )
+from lang.wire.sending import Sending
 
 
 def address_text(stream: anyio.abc.ByteStream, otherwise: str) -> str:
@@ -93,7 +91,18 @@ def _round_trip_clock() -> float:
     return time.monotonic() + getattr(asyncio._get_running_loop(), "clock_offset", 0.0)
 
 
-class WebSocket(Closing):
+class MessageSink(Protocol):
+    """Who takes messages without waiting (WebSocket.sink)."""
+
+    def ready_now(self) -> bool:
+        """Whether `take_now` can take the messages of a read now (else the awaited message
+        callback gets them, in order, as always). Asked once per read."""
+
+    def take_now(self, message: str | bytes) -> None:
+        """One whole message, from the event loop's callback: it must not raise or block."""
+
+
+class WebSocket(Sending, Closing):
     """One open WebSocket connection, either role."""
 
     __slots__ = ("__weakref__", "_after_failure", "_broken", "_deadline", "_decoder", "_direct",
@@ -101,7 +110,8 @@ class WebSocket(Closing):
                  "_outbox", "_parts", "_pong", "_reader", "_reader_id", "_reading", "_received",
                  "_size", "_writers", "_writing", "client", "closed", "closed_by_peer", "conn",
                  "fast", "late_bytes", "limits", "messages_in", "on_failure", "on_frame",
-                 "on_pong", "out_limit", "pauses", "peer", "plain", "spawn", "stream", "unpause")
+                 "on_pong", "out_limit", "pauses", "peer", "plain", "sink", "spawn", "stream",
+                 "unpause")
 
     def __init__(self, stream: anyio.abc.ByteStream, conn: Connection, *, client: bool,
                  limits: Limits, peer: Peer,
@@ -110,6 +120,10 @@ class WebSocket(Closing):
         self.stream = stream
         self._direct = direct_writer(stream)  # a write without a yield (lang.wire.direct)
         self._reader = direct_reader(stream)  # reads that leave reading on (the same)
+        # a MessageSink that takes whole messages without waiting: set, they are handed to
+        # it from the read itself when it can take them (see "receiving"), not through the
+        # reader's task and the awaited message callback
+        self.sink: MessageSink | None = None
         self.conn = conn
         self.client = client
         self.limits = limits
@@ -164,145 +178,6 @@ class WebSocket(Closing):
     def open(self) -> bool:
         return self.closed is None and self.conn.state is OPEN_STATE
 
-    # ------------------------------------------------------------ sending
-    #
-    # Every frame is serialised by wsproto and appended to the outbox in one synchronous step,
-    # so the outbox holds frames in the order wsproto made them (compression depends on it);
-    # whoever holds the lock writes the outbox out in that order.
-
-    async def send(self, data: str | bytes, batch: bool = False) -> None:
-        """Send one message (str: text frame, bytes: binary). Raises ConnectionError when the
-        connection is not open; waits while the peer is slow. With `batch` (a reply from a
-        handler running inside this connection's reader) a small frame is only queued: the
-        reader writes what the handlers of one read queued in one go, when it has processed
-        that read."""
-        if self.closed is not None or self.conn.state is not OPEN_STATE:
-            raise ConnectionError("not connected")
-        if self.on_frame is not None:
-            self.on_frame(">", "text" if type(data) is str else "binary", data)
-        if self.plain:
-            frame = plain_frame(data, self.client)
-        else:
-            frame = self.conn.send(TextMessage(data=data) if type(data) is str
-                                   else BytesMessage(data=data))
-        if batch and self._out_bytes + len(frame) <= BATCH_LIMIT:
-            self._queue().append(frame)
-            self._out_bytes += len(frame)
-            return
-        if self._writing or self._outbox:
-            if not await self._push(frame):
-                raise ConnectionError("connection lost")
-            return
-        self._writing = True  # the common case: nobody else writes, write it now
-        try:
-            direct = self._direct
-            if direct is None or not direct(frame):
-                await self.stream.send(frame)
-            outbox = self._outbox
-            while outbox:  # frames queued (broadcast) while we were writing
-                data = outbox.popleft()
-                self._out_bytes -= len(data)
-                if direct is None or not direct(data):
-                    await self.stream.send(data)
-        except STREAM_ERRORS:
-            self._outbox = None
-            self._out_bytes = 0
-            self._broken = True
-            raise ConnectionError("connection lost") from None
-        finally:
-            self._writing = False
-            if self._writers or self._outbox:
-                self._wake()
-            else:
-                self._outbox = None
-
-    def enqueue(self, data: str | bytes) -> bool:
-        """Queue a message without waiting (broadcast). False when more than out_limit bytes
-        already wait for this peer: it cannot keep up."""
-        if self.closed is not None or self.conn.state is not OPEN_STATE:
-            return True
-        if self._out_bytes > self.out_limit:
-            return False
-        if self.on_frame is not None:
-            self.on_frame(">", "text" if type(data) is str else "binary", data)
-        frame = plain_frame(data, self.client) if self.plain else self.conn.send(message_event(data))
-        self._queue().append(frame)
-        self._out_bytes += len(frame)
-        if not self._flushing and self.spawn is not None:
-            self._flushing = True
-            self.spawn(self._flush)
-        return True
-
-    async def _flush(self) -> None:
-        try:
-            await self._push(b"")
-        finally:
-            self._flushing = False
-
-    async def _push(self, frame: bytes) -> bool:
-        """Append a frame and see the outbox written out (by us, or by the task already
-        writing, which we then wait for). False when the stream is gone."""
-        outbox = self._queue()
-        if frame:
-            outbox.append(frame)
-            self._out_bytes += len(frame)
-        if self._writing:
-            done = anyio.Event()
-            self._writers.append(done)
-            await done.wait()
-            return not self._broken
-        await self._write_out(outbox, coalesce=False)
-        return not self._broken
-
-    async def _write_batch(self) -> None:
-        """Write the replies queued while one read was processed, coalesced."""
-        outbox = self._outbox
-        assert outbox is not None
-        await self._write_out(outbox, coalesce=True)
-
-    async def _write_out(self, outbox: deque[bytes], coalesce: bool) -> None:
-        """Be the one writer until the outbox is empty; a broken stream drops what waits."""
-        self._writing = True
-        try:
-            while outbox:
-                if coalesce and len(outbox) > 1:
-                    data = b"".join(outbox)
-                    outbox.clear()
-                else:
-                    data = outbox.popleft()
-                self._out_bytes -= len(data)
-                direct = self._direct
-                if direct is None or not direct(data):
-                    await self.stream.send(data)
-        except STREAM_ERRORS:
-            outbox.clear()
-            self._out_bytes = 0
-            self._broken = True
-        finally:
-            self._writing = False
-            self._wake()
-            if not self._outbox:
-                self._outbox = None
-
-    def _queue(self) -> deque[bytes]:
-        if self._outbox is None:
-            self._outbox = deque()
-        return self._outbox
-
-    def _wake(self) -> None:
-        """The writer is done: wake those who waited for it; if frames are left (queued while
-        the writer was cancelled), the first of them writes them."""
-        writers, self._writers = self._writers, []
-        for w in writers:
-            w.set()
-        if self._outbox and not self._flushing and self.spawn is not None and not self._broken:
-            self._flushing = True
-            self.spawn(self._flush)
-
-    async def ping(self, payload: bytes = b"") -> None:
-        if self.conn.state is OPEN_STATE:
-            await self._push(self.conn.send(Ping(payload=payload)))
-
     # ------------------------------------------------------------ receiving
 
     async def run(self, on_message: Callable[[str | bytes], Awaitable[None]]) -> Closed:
@@ -310,6 +185,9 @@ class WebSocket(Closing):
         Returns how it ended."""
         self._reading = True
         self._reader_id = anyio.get_current_task().id
+        reader = self._reader
+        if reader is not None and self.sink is not None and self._deadline is None:
+            reader.early = self._early
         try:
             # frames that came in the same read as the handshake are already in wsproto
             await self._events(on_message)
@@ -317,7 +195,7 @@ class WebSocket(Closing):
                 self._start_fast()
             if self._outbox and not self._writing:
                 await self._write_batch()
-            receive = self._reader or self.stream.receive
+            receive = reader.receive if reader is not None else self.stream.receive
             while self.closed is None:
                 if self._deadline is None and self._message_deadline is None:
                     try:  # the common case, without a frame of its own
@@ -346,13 +224,38 @@ class WebSocket(Closing):
                     await self._write_batch()
         finally:
             self._reading = False
+            if reader is not None:
+                reader.early = None
         assert self.closed is not None
         return self.closed
+
+    def _early(self, data: bytes) -> bool:
+        """A read the protocol offers while the reader waits with everything before it
+        taken (lang.wire.direct): when it is nothing but whole simple frames and nothing
+        else is going on (no deadline, no failure, no frame half received, nothing queued to
+        write, no trace), its messages go to the sink now, as the reader would have handed
+        them to the callback, without a trip through the reader's task (the `websockets`
+        library resolves a waiting `recv` from its protocol callback the same way). False:
+        the reader takes the read, as always."""
+        fast = self.fast
+        sink = self.sink
+        if not fast or sink is None or self.closed is not None or self._failed is not None \
+                or self._deadline is not None or self._message_deadline is not None \
+                or self._outbox or self.on_frame is not None or not sink.ready_now():
+            return False
+        messages = fast.whole(data)  # type: ignore[union-attr]
+        if messages is None:
+            return False
+        self.messages_in += len(messages)
+        take = sink.take_now
+        for message in messages:
+            take(message)
+        return True
 
     async def _receive(self) -> bytes | None:
         """One read within the close deadline (None when it passed, or the stream ended), or
         else within the deadline of the message being received (b"" when that passed)."""
-        receive = self._reader or self.stream.receive
+        receive = self._reader.receive if self._reader is not None else self.stream.receive
         try:
             if self._deadline is None:
                 if self._message_deadline is None:

@@ -19,6 +19,11 @@ quarter of an echo server's system calls), so that nothing is read ahead of the 
 as before), and the reader resumes it when it has taken them. Anything unusual (end of
 stream, an error, a closed stream) goes to anyio's `receive`, which raises as it always did.
 
+While the reader waits with nothing queued, a read may be taken before it is queued:
+`DirectReader.early` (set by the WebSocket while a sink that takes messages without waiting
+is there) is offered each read first; when it takes it, the reader's task is not woken at
+all (lang.wire.connection `_early`).
+
 Both read anyio's private attributes (`_transport`, `_protocol`, `_closed`), checked once per
 connection; tests/wire/test_direct_write.py fails if they stop engaging, if a write happens
 while the transport is paused, or if more than READ_AHEAD is read ahead of a blocked reader.
@@ -59,8 +64,27 @@ def direct_writer(stream: Any) -> Callable[[bytes], bool] | None:
     return write_now
 
 
-def direct_reader(stream: Any) -> Callable[[int], Awaitable[bytes]] | None:
-    """A `receive(max_bytes)` for the stream's one reader that leaves reading on, or None."""
+class DirectReader:
+    """A stream's one reader (see the module's docstring): `receive(max_bytes)`, and
+    `early`, a callable the protocol offers each read to before it queues it, while the
+    reader waits and nothing is queued: when it returns True it took the bytes (as the
+    reader would have, only without a trip through the reader's task), and they are not
+    queued. Whoever sets `early` sets it back to None when done (it is called from the
+    event loop's callback: it must not raise or block)."""
+
+    __slots__ = ("early", "receive")
+
+    def __init__(self) -> None:
+        self.early: Callable[[bytes], bool] | None = None
+        self.receive: Callable[[int], Awaitable[bytes]] = _no_receive
+
+
+async def _no_receive(max_bytes: int = 65536) -> bytes:  # pragma: no cover - replaced at once
+    raise RuntimeError("no stream")
+
+
+def direct_reader(stream: Any) -> DirectReader | None:
+    """A reader for the stream's one reader that leaves reading on, or None."""
     if not _plain_socket_stream(stream):
         return None
     transport = getattr(stream, "_transport", None)
@@ -75,8 +99,14 @@ def direct_reader(stream: Any) -> Callable[[int], Awaitable[bytes]] | None:
     is_reading, pause, resume = transport.is_reading, transport.pause_reading, \
         transport.resume_reading
     slow = stream.receive
+    reader = DirectReader()
+    waiting = False  # the reader waits for a read, everything before it taken
 
     def data_received(data: bytes) -> None:
+        if waiting and not queue:
+            early = reader.early
+            if early is not None and type(data) is bytes and early(data):
+                return
         original(data)
         if len(queue) > 1 and sum(map(len, queue)) > READ_AHEAD and is_reading():
             pause()  # the reader is behind: from here the kernel's buffers and TCP hold back
@@ -85,13 +115,18 @@ def direct_reader(stream: Any) -> Callable[[int], Awaitable[bytes]] | None:
     transport.set_protocol(protocol)  # uvloop keeps the protocol's methods: look them up again
 
     async def receive(max_bytes: int = 65536) -> bytes:
+        nonlocal waiting
         if not queue:
             if stream._closed or protocol.exception is not None or protocol.is_at_eof \
                     or transport.is_closing():
                 return await slow(max_bytes)  # it raises or gives what is left, as always
             if not is_reading():
                 resume()
-            await protocol.read_event.wait()
+            waiting = True
+            try:
+                await protocol.read_event.wait()
+            finally:
+                waiting = False
             if not queue:
                 return await slow(max_bytes)
         chunk = queue.popleft()
@@ -103,4 +138,5 @@ def direct_reader(stream: Any) -> Callable[[int], Awaitable[bytes]] | None:
             if not is_reading() and not transport.is_closing():
                 resume()  # all taken: read on
         return chunk
-    return receive
+    reader.receive = receive
+    return reader

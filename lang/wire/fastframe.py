@@ -87,7 +87,7 @@ except ImportError:  # pragma: no cover - the pure maskers are tested on their o
     _CMasker = None
 
 BIGINT_MAX = 384
-_TABLES = [bytes(a ^ b for a in range(256)) for b in range(256)]
+_TABLES: list[bytes] | None = None  # the translate masker's, made when first needed
 
 
 def _mask_bigint(payload: Any, key: bytes) -> bytes:
@@ -98,9 +98,13 @@ def _mask_bigint(payload: Any, key: bytes) -> bytes:
 
 
 def _mask_translate(payload: Any, key: bytes) -> bytes:
+    global _TABLES
+    tables = _TABLES
+    if tables is None:  # (65,536 XORs: a start-up's cost where a C masker makes it unused)
+        tables = _TABLES = [bytes(a ^ b for a in range(256)) for b in range(256)]
     data = bytearray(payload)
     for i in range(4):
-        data[i::4] = data[i::4].translate(_TABLES[key[i]])
+        data[i::4] = data[i::4].translate(tables[key[i]])
     return bytes(data)
 
 
@@ -241,6 +245,45 @@ class FrameParser:
             rest += self._data[self._pos:]
         self._data = self._held = self._decoder = None
         return rest
+
+    def whole(self, data: bytes) -> list[str | bytes] | None:
+        """The messages of `data` when the parser is at a frame boundary (nothing held,
+        nothing owed to wsproto, no fragmented message) and `data` is nothing but whole
+        simple frames: what take(data) would return with no bytes for wsproto. Otherwise
+        None, and the parser is as it was (take(data) is still to be called)."""
+        if self._held is not None or self._data is not None or self._owed or \
+                not self.active or self.fragmented or not data:
+            return None
+        n = len(data)
+        b0 = data[0]
+        if (b0 == 0x81 or b0 == 0x82) and n > 1 and 0 <= data[1] - self._mask_bit < 126:
+            h = 2 + self._keep
+            end = h + data[1] - self._mask_bit
+            if end == n and n - h <= self.max_message:  # one small frame: as _scan takes it
+                payload = data[h:] if h == 2 else mask(data[h:], data[2:6])
+                if b0 == 0x82:
+                    return [payload]
+                try:
+                    return [str(payload, "utf-8")]
+                except UnicodeDecodeError:  # wsproto fails it with 1007
+                    return None
+        else:
+            kind, h, ln = self._header(data, 0, n)
+            if kind != _SIMPLE:
+                return None
+            end = h + ln
+        if end > n:  # the first frame is not whole: nothing to undo
+            return None
+        out, raw = self._scan(data, 0, [])
+        if raw is None and self._held is None:
+            return out
+        # a frame after the first is not simple or not whole: undo what _scan did to the
+        # state (it only ever leaves a boundary through these)
+        self._held = self._data = self._decoder = None
+        self._pos = self._owed = 0
+        self.active = True
+        self.fragmented = False
+        return None
 
     def take(self, data: bytes) -> tuple[list[str | bytes], bytes | None]:
         """Parse `data` (a read; b"" to go on after a handover): the whole simple messages at
