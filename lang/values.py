@@ -312,6 +312,10 @@ def os_text(s: str) -> str:
 
 # ---------------------------------------------------------------- JSON
 
+# built once: json.dumps with arguments builds an encoder at every call
+_COMPACT = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
 def to_json(v: Any, pretty: bool = False) -> str:
     """Compact JSON (`{"k":2}`), or indented with pretty. Bytes and other non-JSON values are
     a runtime error."""
@@ -319,7 +323,7 @@ def to_json(v: Any, pretty: bool = False) -> str:
     try:
         if pretty:
             return json.dumps(v, ensure_ascii=False, allow_nan=False, indent=2)
-        return json.dumps(v, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return _COMPACT(v)
     except RecursionError:
         raise EvtRuntimeError("cannot convert to JSON: nested too deeply") from None
     except (TypeError, ValueError) as e:
