@@ -181,7 +181,7 @@ class Bus:
             envelope = json.loads(data)
             if type(envelope) is not dict:
                 raise ValueError("not an object")
-        except ValueError:
+        except (ValueError, RecursionError):
             self.malformed += 1  # not ours (someone else publishing on our channels)
             return
         if envelope.get("origin") == self.origin:

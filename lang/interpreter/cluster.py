@@ -140,13 +140,21 @@ class ClusterLink:
                 except ValueError:
                     return
             else:
+                try:
+                    payload.encode("utf-8")  # a lone surrogate (JSON "\\ud800") is no text
+                except UnicodeEncodeError:
+                    return
                 data = payload
             room = env.get("room")
             ep.deliver(data, room if type(room) is str else None, None)
         elif kind == "publish":
             topic = env.get("topic")
             if type(topic) is str:
-                self._post_message(topic, env.get("payload"))
+                try:  # evt's own JSON rules (no lone surrogates, bounded nesting)
+                    value = parse_json(to_json(env.get("payload")))
+                except (EvtRuntimeError, ValueError, RecursionError):
+                    return
+                self._post_message(topic, value)
 
     def _post_message(self, topic: str, value: Any) -> None:
         rt = self.rt

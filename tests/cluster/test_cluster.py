@@ -224,3 +224,31 @@ async def test_wait_until_hears_the_other_processes_counts(tmp_path: Any, redis:
             assert await recv(b1) == "hi"
             assert await w.exited() == 0, w.err.text
     assert "seen 1" in w.out.text
+
+
+async def test_hostile_envelopes_are_dropped(tmp_path: Any, redis: Redis) -> None:
+    # anyone who can reach Redis can publish on our channels: what is not a well-formed
+    # envelope is dropped; the bus reads on and nothing is reported as a bug of ours
+    async with chat(tmp_path, redis.url, "a.evt") as a:
+        async with client(await a.url("chat")) as a1:
+            assert await recv(a1) == "hi"
+            for channel, data in (
+                    ("evt:server:chat", "not json"),
+                    ("evt:server:chat", "[1, 2]"),
+                    ("evt:server:chat", "[" * 100_000 + "]" * 100_000),
+                    ("evt:server:chat", '{"kind": "broadcast", "server": "chat", '
+                                        '"payload": "\\ud800", "origin": "x"}'),
+                    ("evt:server:chat", '{"kind": "broadcast", "server": "nope", '
+                                        '"payload": "x", "origin": "x"}'),
+                    ("evt:server:chat", '{"kind": "broadcast", "server": "chat", "binary": '
+                                        'true, "payload": "not base64!", "origin": "x"}'),
+                    ("evt:topic:news", '{"kind": "publish", "topic": "news", '
+                                       '"payload": {"text": "\\udfff"}, "origin": "x"}'),
+                    ("evt:server:chat", '{"kind": "broadcast", "server": "chat", '
+                                        '"payload": "still here", "origin": "x"}')):
+                redis.command("PUBLISH", channel, data)
+            assert await recv(a1) == "still here"
+            await a1.send("pub ok")  # and publish still works after all that
+            assert await recv(a1) == "news ok 1"
+        a.assert_clean_stderr()
+        assert "cluster error" not in a.out.text
