@@ -5,12 +5,42 @@ and the replies of one read written together (it knows nothing of evt)."""
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import anyio
 from wsproto.events import BytesMessage, Ping, TextMessage
 
 from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import BATCH_LIMIT, OPEN_STATE, STREAM_ERRORS, message_event
+
+# Connections with broadcast frames queued and no flush yet, by the `spawn` they were given
+# (one per running program): one task writes them all out after the broadcasts of this loop
+# iteration, rather than a task per connection and message (a broadcast to 1,000 peers made
+# 1,000 tasks; a burst of broadcasts from the cluster bus, one per message per peer).
+_PENDING: dict[Any, list[Any]] = {}
+
+
+async def _flush_pending(key: Any) -> None:
+    for ws in _PENDING.pop(key, ()):
+        ws._flushing = False
+        outbox = ws._outbox
+        if ws._writing or not outbox or ws._broken:
+            continue  # a writer is at it: it writes what was queued, in order
+        direct = ws._direct
+        if direct is not None:
+            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
+            try:
+                if direct(data):
+                    ws._out_bytes -= len(data)
+                    ws._outbox = None
+                    continue
+            except STREAM_ERRORS:
+                ws._outbox = None
+                ws._out_bytes = 0
+                ws._broken = True
+                continue
+        ws._flushing = True  # the transport must be waited for: this connection's own task
+        ws.spawn(ws._flush)
 
 
 class Sending:
@@ -103,9 +133,14 @@ class Sending:
         frame = plain_frame(data, self.client) if self.plain else self.conn.send(message_event(data))
         self._queue().append(frame)
         self._out_bytes += len(frame)
-        if not self._flushing and self.spawn is not None:
+        spawn = self.spawn
+        if not self._flushing and spawn is not None:
             self._flushing = True
-            self.spawn(self._flush)
+            pending = _PENDING.get(spawn)
+            if pending is None:
+                pending = _PENDING[spawn] = []
+                spawn(_flush_pending, spawn)
+            pending.append(self)
         return True
 
     async def _flush(self) -> None:
