@@ -185,10 +185,11 @@ def _redis_url_problem(value: str) -> str | None:
     except ValueError as e:
         return f"'url' is not a valid URL: {e}"
     if u.scheme not in ("redis", "rediss", "unix"):
+        # (the URL itself is not shown: it may hold a password)
         return (f"the cluster's 'url' must start with redis://, rediss:// or unix://, got "
-                f"{_quoted(value)}")
+                f"{_quoted(u.scheme + '://') if u.scheme else 'no scheme'}")
     if u.scheme != "unix" and not u.hostname:
-        return f"the cluster's 'url' needs a host, got {_quoted(value)}"
+        return "the cluster's 'url' needs a host"
     return None
 
 
