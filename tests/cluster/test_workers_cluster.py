@@ -7,13 +7,12 @@ Redis (its `cluster_received` counter does not move)."""
 from __future__ import annotations
 
 import json
-import resource
 from typing import Any
 
 import anyio
 import pytest
 from helpers import free_port
-from helpers.process import T, evt_process
+from helpers.process import T, enough_descriptors, evt_process
 from helpers.redis import Redis
 from helpers.server import client
 
@@ -35,15 +34,6 @@ SCRIPT = """\
         if w[0] == "stats" { send p "stats ${metric('cluster_received', 'count')}" }
     }
 """
-
-
-def _enough_descriptors(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"SKIPPED LOUDLY: the hard open-file limit is {hard}; this test needs "
-                    f"{needed} (raise it with `ulimit -Hn` as root)")
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class Peer:
@@ -83,7 +73,7 @@ async def _everyone(peers: list[Peer], last: str) -> list[list[str]]:
 @pytest.mark.parametrize("workers", [2, 4])
 async def test_workers_with_a_cluster_serve_1000_peers(tmp_path: Any, redis: Redis,
                                                        workers: int) -> None:
-    _enough_descriptors(4 * PEERS + 500)
+    enough_descriptors(4 * PEERS + 500)
     port = free_port()
     async with evt_process(tmp_path, SCRIPT, "--workers", str(workers), "--set",
                            f"port={port}", args=(redis.url,)) as evt:

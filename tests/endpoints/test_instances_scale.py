@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 from helpers import ROOT
-from helpers.process import MiB, evt_process, mib
+from helpers.process import MiB, enough_descriptors, evt_process, mib
 from helpers.server import client
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -25,15 +25,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(1800)]  # bounded by T insi
 
 T = 600  # seconds: the hard limit on the longest wait (10,000 handshakes on a busy machine)
 N = 10_000
-
-
-def _enough_descriptors(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < needed:
-        pytest.skip(f"SKIPPED LOUDLY: the hard open-file limit is {hard}; this test needs "
-                    f"{needed} (raise it with `ulimit -Hn` as root)")
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class CountingEcho:
@@ -61,7 +52,7 @@ class CountingEcho:
 
 
 async def test_ten_thousand_connections_of_one_declaration(tmp_path: Path) -> None:
-    _enough_descriptors(N + 300)
+    enough_descriptors(N + 300)
     echo = CountingEcho()
 
     async with serve(echo, "127.0.0.1", 0, ping_interval=None, backlog=4096) as server:
@@ -112,7 +103,7 @@ assert BRIDGE.count("120s") == 2
 
 async def test_ten_thousand_clients_through_the_bridge_leave_nothing_behind(tmp_path: Path
                                                                              ) -> None:
-    _enough_descriptors(300)
+    enough_descriptors(300)
     echo = CountingEcho()
     echo.seen = set()
 

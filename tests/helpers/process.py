@@ -6,6 +6,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -25,6 +26,20 @@ T = 30  # seconds: the hard limit on a single wait
 MiB = 1024 * 1024
 
 # ---------------------------------------------------------------- the evt process
+
+
+def enough_descriptors(needed: int) -> None:
+    """Raise this process's open-file limit to `needed` (the hard limit allows it), or skip
+    the test loudly when the hard limit is lower."""
+    import pytest
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        pytest.skip(f"SKIPPED LOUDLY: the hard open-file limit is {hard}; this test needs "
+                    f"{needed} (raise it with `ulimit -Hn` as root)")
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
 
 
 class Output:
