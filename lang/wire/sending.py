@@ -4,6 +4,7 @@ and the replies of one read written together (it knows nothing of evt)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from typing import Any
 
@@ -14,13 +15,15 @@ from lang.wire.fastframe import frame as plain_frame
 from lang.wire.frames import BATCH_LIMIT, OPEN_STATE, STREAM_ERRORS, message_event
 
 # Connections with broadcast frames queued and no flush yet, by the `spawn` they were given
-# (one per running program): one task writes them all out after the broadcasts of this loop
-# iteration, rather than a task per connection and message (a broadcast to 1,000 peers made
-# 1,000 tasks; a burst of broadcasts from the cluster bus, one per message per peer).
+# (one per running program): one callback of the event loop writes them all out after the
+# broadcasts of this loop iteration, rather than a task per connection and message (a
+# broadcast to 1,000 peers made 1,000 tasks; a burst of broadcasts from the cluster bus, one
+# per message per peer). A callback, not a task: a task cancelled before it ran (the program
+# stopping) would leave its entry here and no later broadcast of that program written.
 _PENDING: dict[Any, list[Any]] = {}
 
 
-async def _flush_pending(key: Any) -> None:
+def _flush_pending(key: Any) -> None:
     for ws in _PENDING.pop(key, ()):
         ws._flushing = False
         outbox = ws._outbox
@@ -139,7 +142,7 @@ class Sending:
             pending = _PENDING.get(spawn)
             if pending is None:
                 pending = _PENDING[spawn] = []
-                spawn(_flush_pending, spawn)
+                asyncio.get_running_loop().call_soon(_flush_pending, spawn)
             pending.append(self)
         return True
 
