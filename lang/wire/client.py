@@ -25,6 +25,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from lang.wire.connection import Peer, WebSocket, address_text
+from lang.wire.direct import connect_tcp
 from lang.wire.frames import (
     READ_SIZE,
     STREAM_ERRORS,
@@ -204,18 +205,14 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
 async def _open_stream(host: str, port: int, secure: bool, ctx: ssl.SSLContext | None,
                        proxy: Proxy | None) -> anyio.abc.ByteStream:
     """TCP to host:port, directly or through a tunnel of the proxy; then TLS for wss."""
-    if proxy is None:
-        return await anyio.connect_tcp(host, port, ssl_context=ctx, tls=secure,
-                                       tls_hostname=host if secure else None,
-                                       tls_standard_compatible=False)
-    tunnel = await open_tunnel(proxy, host, port)
+    tcp = await (connect_tcp(host, port) if proxy is None else open_tunnel(proxy, host, port))
     if not secure:
-        return tunnel
+        return tcp
     try:
-        return await TLSStream.wrap(tunnel, hostname=host, ssl_context=ctx,
+        return await TLSStream.wrap(tcp, hostname=host, ssl_context=ctx,
                                     standard_compatible=False)
     except BaseException:
-        await anyio.aclose_forcefully(tunnel)
+        await anyio.aclose_forcefully(tcp)
         raise
 
 

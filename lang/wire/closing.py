@@ -120,9 +120,13 @@ class Closing:
                 pass
 
     async def _drop(self) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.limits.close_timeout):
+        with anyio.CancelScope(shield=True):
             try:
-                await self.stream.aclose()
+                if self._direct is not None:  # a plain TCP stream's aclose never waits
+                    await self.stream.aclose()
+                    return
+                with anyio.move_on_after(self.limits.close_timeout):  # TLS's may
+                    await self.stream.aclose()
             except STREAM_ERRORS:
                 pass
 
@@ -156,7 +160,7 @@ class Closing:
                 frame = b""
             if self.unpause is not None:
                 self.unpause()  # a reader held back by a full queue must read the answer
-            if frame:
+            if frame and not self._write_now(frame):
                 with anyio.move_on_after(max(self._deadline - anyio.current_time(), 0)):
                     await self._push(frame)
         if self._reading:

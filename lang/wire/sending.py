@@ -95,6 +95,20 @@ class Sending:
                 raise ConnectionError("connection lost") from None
         return frame
 
+    def _write_now(self, frame: bytes) -> bool:
+        """Write a frame at once if nothing else is writing and the transport need not
+        wait; False (nothing written) otherwise, or when the stream is gone."""
+        direct = self._direct
+        if direct is None or self._writing or self._outbox or self._broken:
+            return False
+        try:
+            return direct(frame)
+        except STREAM_ERRORS:
+            self._outbox = None
+            self._out_bytes = 0
+            self._broken = True
+            return False
+
     async def send_frame(self, frame: bytes) -> None:
         """Write a frame send_nowait gave back, in order after what others are writing, and
         waiting for the drain."""

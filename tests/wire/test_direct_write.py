@@ -14,6 +14,7 @@ import anyio.abc
 import pytest
 from anyio.streams.tls import TLSStream
 
+from lang.wire import direct
 from lang.wire.client import ClientOptions, connect
 from lang.wire.connection import WebSocket
 from lang.wire.direct import READ_AHEAD, direct_reader, direct_writer
@@ -183,3 +184,52 @@ async def test_a_blocked_reader_has_at_most_read_ahead_bytes_read_for_it() -> No
         for ws in (client, server):
             await ws.abort()
         await listener.aclose()
+
+
+async def test_connect_tcp_skips_happy_eyeballs_for_an_address_and_ends_cleanly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """direct.connect_tcp: an IP address (v4 or v6) is connected by the backend itself, a
+    host name still by anyio (localhost: maybe two addresses); a refused connection raises
+    ConnectionRefusedError (what lang.wire.client words as "connection refused"); and a
+    direct reader sees the peer's end of stream as EndOfStream, every byte before it first."""
+    by_anyio: list[str] = []
+    anyio_connect = anyio.connect_tcp
+
+    async def counted(host: str, port: int, **kw: Any) -> Any:
+        by_anyio.append(host)
+        return await anyio_connect(host, port, **kw)
+
+    monkeypatch.setattr(anyio, "connect_tcp", counted)
+    for family, host in ((4, "127.0.0.1"), (6, "::1")):
+        try:
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=0)
+        except OSError:
+            assert family == 6, "no IPv4 loopback"
+            continue  # no IPv6 on this machine
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+        async def serve(stream: anyio.abc.SocketStream) -> None:
+            await stream.send(b"bye")
+            await stream.aclose()
+
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve)
+            with anyio.fail_after(T):
+                for target in (host, "localhost" if family == 4 else host):
+                    stream = await direct.connect_tcp(target, port)
+                    assert direct_writer(stream) is not None
+                    reader = direct_reader(stream)
+                    assert reader is not None
+                    got = b""
+                    with pytest.raises(anyio.EndOfStream):
+                        while True:
+                            got += await reader.receive(65536)
+                    assert got == b"bye"
+                    await stream.aclose()
+            tg.cancel_scope.cancel()
+    assert by_anyio == ["localhost"]
+    closed = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = closed.extra(anyio.abc.SocketAttribute.local_port)
+    await closed.aclose()
+    with anyio.fail_after(T), pytest.raises(ConnectionRefusedError):
+        await direct.connect_tcp("127.0.0.1", port)
