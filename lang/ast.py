@@ -1,4 +1,4 @@
-"""The evt syntax tree: frozen dataclasses with source spans, and no behaviour.
+"""The evt syntax tree: immutable nodes with source spans, and no behaviour.
 
 Rules of this module:
 - Every node is immutable and compares structurally; the span takes no part in equality, so a
@@ -9,48 +9,11 @@ Rules of this module:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, NamedTuple
+from typing import Any
 
-
-class Span(NamedTuple):
-    """A position in a source file: line and column count from 1. (A tuple, not a dataclass:
-    the parser makes one per node, and a tuple is made three times faster.)"""
-
-    file: str
-    line: int
-    col: int
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}"
-
-
-NOSPAN = Span("<none>", 0, 0)
-
-
-def _node(cls: type) -> type:
-    return dataclass(frozen=True, slots=True)(cls)
-
-
-class Node:
-    __slots__ = ()
-
-    def dump(self) -> str:
-        """A compact, span-free rendering, used by golden tests and debugging."""
-        return _dump(self)
-
-
-def _dump(v: Any) -> str:
-    if isinstance(v, Node):
-        parts = [_dump(getattr(v, f.name)) for f in fields(v) if not f.name.endswith("span")]
-        return f"({type(v).__name__}{''.join(' ' + p for p in parts)})"
-    if isinstance(v, tuple):
-        return "[" + " ".join(_dump(x) for x in v) + "]"
-    return repr(v)
-
-
-def _sp() -> Any:
-    return field(default=NOSPAN, compare=False, repr=False, kw_only=True)
+from lang.nodes import NOSPAN, Node, Span, node_fields  # noqa: F401  (the tree's API)
+from lang.nodes import node as _node
+from lang.nodes import span_field as _sp
 
 # ---------------------------------------------------------------- expressions
 

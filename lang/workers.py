@@ -36,7 +36,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lang import ast as A
@@ -125,10 +125,8 @@ def nodes(decls: list[A.Node]) -> list[Any]:
     while stack:
         node = stack.pop()
         out.append(node)
-        if not is_dataclass(node):
-            continue
-        for f in fields(node):
-            value = getattr(node, f.name, None)
+        for name in A.node_fields(node):
+            value = getattr(node, name, None)
             if isinstance(value, A.Node):
                 stack.append(value)
             elif isinstance(value, tuple):

@@ -15,7 +15,7 @@ Rules of this module:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from lang import ast as A
 
@@ -89,8 +89,8 @@ def _name_after(lines: list[str], span: A.Span, name: str, lead: str = "") -> A.
 
 def _children(node: A.Node) -> list[A.Node]:
     out: list[A.Node] = []
-    for f in fields(node):  # type: ignore[arg-type]
-        v = getattr(node, f.name)
+    for name in A.node_fields(node):
+        v = getattr(node, name)
         if isinstance(v, A.Node):
             out.append(v)
         elif isinstance(v, tuple):

@@ -71,12 +71,14 @@ def _cache_path(grammar: str) -> str | None:
 class _Tables:
     """Lark's LALR tables, recoded: per state a dict terminal -> int (>= 0: shift to that
     state; < 0: reduce by rule ~n), and per rule (size, callback, goto by state). The
-    callbacks are bound to `template`; a _Context rebinds them to a transformer of its own."""
+    callbacks are bound to `template`: the first _Context takes it as its own, the others
+    rebind them to a transformer of their own."""
 
     def __init__(self) -> None:
         grammar = _GRAMMAR_PATH.read_text(encoding="utf-8")
         cache = _cache_path(grammar)
         self.template = ToAst()
+        self.template_taken = False  # by the first _Context (under _TABLES_LOCK)
         lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=self.template,
                     start=["start", "repl", "expr"], cache=cache if cache else False,
                     maybe_placeholders=False)
@@ -161,14 +163,22 @@ def _tables() -> _Tables:
 
 class _Context:
     """What one thread parses with: a transformer of its own (whose file and ${ } offsets a
-    parse sets) and the rule callbacks bound to it. Built once per thread, in microseconds."""
+    parse sets) and the rule callbacks bound to it. Built once per thread: the first takes
+    the tables' template as it is; rebinding every rule for another costs 10 ms."""
 
     def __init__(self, tb: _Tables) -> None:
         self.tables = tb
-        self.transformer = ToAst()
+        with _TABLES_LOCK:
+            first = not tb.template_taken
+            tb.template_taken = True
+        if first:
+            self.transformer = tb.template
+            self.rules = tb.rules
+        else:
+            self.transformer = ToAst()
+            self.rules = [(size, _rebind(cb, tb.template, self.transformer), goto)
+                          for size, cb, goto in tb.rules]
         self.transformer.sub_parse = self.sub_parse
-        self.rules = [(size, _rebind(cb, tb.template, self.transformer), goto)
-                      for size, cb, goto in tb.rules]
 
     def sub_parse(self, source: str, line: int, col: int) -> A.Expr:
         """An expression inside '${ }' of a string at (line, col)."""

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import fields
 from typing import Any
 
 from helpers import ENV_FOR_CLI, ROOT
@@ -48,12 +47,12 @@ def gen_file(k: int, units: int = 120) -> str:
 def spans(node: Any, where: str = "") -> Iterator[tuple[str, Span]]:
     """(path to the field, span) for every span field of every node in the tree."""
     if isinstance(node, A.Node):
-        for f in fields(node):  # type: ignore[arg-type]
-            value = getattr(node, f.name)
-            if f.name.endswith("span"):
-                yield f"{where}.{type(node).__name__}.{f.name}", value
+        for name in A.node_fields(node):
+            value = getattr(node, name)
+            if name.endswith("span"):
+                yield f"{where}.{type(node).__name__}.{name}", value
             else:
-                yield from spans(value, f"{where}.{f.name}")
+                yield from spans(value, f"{where}.{name}")
     elif isinstance(node, (tuple, list)):
         for i, item in enumerate(node):
             yield from spans(item, f"{where}[{i}]")
