@@ -1,12 +1,12 @@
 """Source text -> lang.ast, with syntax errors in our own words.
 
 Rules of this module:
-- The grammar is grammar.lark; Lark builds its LALR(1) tables once and caches them on disk, so
-  `evt check` starts fast.
+- The grammar is grammar.lark; Lark builds its LALR(1) tables once, and lang.syntax.tables
+  keeps them on disk in a form that loads without Lark, so `evt check` starts fast.
 - The loop that runs those tables is ours: a contextual lexer and a shift/reduce loop over
   integer-coded actions. (Lark's generic loop hashes a Rule object at every reduction and spent
-  two thirds of the parse time doing so.) The rule callbacks are Lark's, built from
-  transform.ToAst, so the tree is never built.
+  two thirds of the parse time doing so.) The rule callbacks are transform.ToAst's methods
+  (with Lark's child filters where it has them), so the tree is never built.
 - The lexer is contextual, as Lark's is: it asks the parser state what it accepts. A keyword
   is a keyword only where the grammar accepts it (`m.text`, `{from: 1}` are names); a '{' is a
   block (LBRACE) or a map literal (LMAP) by the same test; a newline is dropped inside ( ), [ ]
@@ -21,24 +21,16 @@ Rules of this module:
 from __future__ import annotations
 
 import gc
-import hashlib
-import os
 import re
-import tempfile
 import threading
-from copy import copy
 from pathlib import Path
-from types import MethodType
 from typing import Any
-
-from lark import Lark
-from lark.lexer import PatternStr
-from lark.parsers.lalr_analysis import Shift
 
 from lang import ast as A
 from lang.ast import Span
 from lang.errors import SOURCES, AtToken, EvtSyntaxError
 from lang.limits import MAX_NESTING
+from lang.syntax import tables
 from lang.syntax.messages import (
     CLOSERS,
     ParseError,
@@ -52,98 +44,30 @@ from lang.syntax.transform import ToAst, Tok, unclosed_interp
 _GRAMMAR_PATH = Path(__file__).with_name("grammar.lark")
 
 
-def _cache_path(grammar: str) -> str | None:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    digest = hashlib.sha256(grammar.encode()).hexdigest()[:16]
-    for root in (os.path.join(base, "evt"), os.path.join(tempfile.gettempdir(), "evt-cache")):
-        try:
-            os.makedirs(root, exist_ok=True)
-            if os.access(root, os.W_OK):
-                return os.path.join(root, f"grammar-{digest}.lark.cache")
-        except OSError:
-            continue
-    return None
-
-
-# ---------------------------------------------------------------- the tables
-
-
 class _Tables:
-    """Lark's LALR tables, recoded: per state a dict terminal -> int (>= 0: shift to that
-    state; < 0: reduce by rule ~n), and per rule (size, callback, goto by state). The
-    callbacks are bound to `template`: the first _Context takes it as its own, the others
-    rebind them to a transformer of their own."""
+    """What the parser's loop runs (lang.syntax.tables): per state a dict terminal -> int
+    (>= 0: shift to that state; < 0: reduce by rule ~n), per rule (size, callback, goto by
+    state), the start and end states, the keywords and punctuation. The callbacks are bound
+    to `template`: the first _Context takes it as its own, the others rebind them to a
+    transformer of their own."""
 
     def __init__(self) -> None:
         grammar = _GRAMMAR_PATH.read_text(encoding="utf-8")
-        cache = _cache_path(grammar)
         self.template = ToAst()
         self.template_taken = False  # by the first _Context (under _TABLES_LOCK)
-        lark = Lark(grammar, parser="lalr", lexer="contextual", transformer=self.template,
-                    start=["start", "repl", "expr"], cache=cache if cache else False,
-                    maybe_placeholders=False)
-        parser = lark.parser.parser.parser
-        table = parser.parse_table
-        callbacks = parser.callbacks
-        rule_ids: dict[int, int] = {}
-        rules: list[tuple[int, Any, str]] = []
-        self.actions: dict[Any, dict[str, int]] = {}
-        gotos: dict[Any, dict[str, Any]] = {}
-        for state, acts in table.states.items():
-            coded: dict[str, int] = {}
-            for sym, (action, arg) in acts.items():
-                if action is Shift:
-                    if sym.isupper() or sym == "$END":
-                        coded[sym] = arg
-                    else:
-                        gotos.setdefault(state, {})[sym] = arg
-                else:
-                    rid = rule_ids.get(id(arg))
-                    if rid is None:
-                        rid = rule_ids[id(arg)] = len(rules)
-                        cb = _direct(callbacks[arg], len(arg.expansion))
-                        if _passes_through(arg, cb):
-                            cb = None
-                        rules.append((len(arg.expansion), cb, arg.origin.name))
-                    coded[sym] = ~rid
-            self.actions[state] = coded
-        self.rules = [(size, cb, {s: g[name] for s, g in gotos.items() if name in g})
-                      for size, cb, name in rules]
+        path = tables.cache_path(grammar, f"tables{tables.FORMAT}")
+        data = tables.load(path, self.template) if path else None
+        if data is None:
+            data = tables.build(grammar, self.template)
+            if path:
+                tables.save(path, data)
+        self.actions: dict[Any, dict[str, int]] = data["actions"]
+        self.rules: list[tuple[int, Any, dict[Any, Any]]] = data["rules"]
+        self.start_states: dict[str, Any] = data["start_states"]
+        self.end_states: dict[str, Any] = data["end_states"]
+        self.keywords: dict[str, str] = data["keywords"]
+        self.punct: dict[str, str] = data["punct"]
         self.units: dict[tuple, Any] = {}
-        self.start_states = dict(table.start_states)
-        self.end_states = dict(table.end_states)
-        # Terminals written as plain strings: keywords (look like names) and punctuation.
-        self.keywords: dict[str, str] = {}
-        self.punct: dict[str, str] = {}
-        for term in lark.terminals:
-            if isinstance(term.pattern, PatternStr):
-                text = term.pattern.value
-                if re.fullmatch(r"[A-Za-z_]\w*", text):
-                    self.keywords[text] = term.name
-                else:
-                    self.punct[text] = term.name
-
-
-def _direct(callback: Any, size: int) -> Any:
-    """Skip Lark's child filter where it would pass every child through unchanged."""
-    include = getattr(callback, "to_include", None)
-    builder = getattr(callback, "node_builder", None)
-    if builder is not None and include is not None and [tuple(x) for x in include] == [
-            (i, False) for i in range(size)]:
-        return builder
-    return callback
-
-
-def _passes_through(rule: Any, callback: Any) -> bool:
-    """A `?rule: one_child` reduction that hands its child up unchanged: the loop only swaps
-    the state for it. (Expressions climb nine such levels, from atom to expr.)"""
-    if len(rule.expansion) != 1 or not rule.options.expand1 or rule.alias:
-        return False
-    probe = object()
-    try:
-        return callback([probe]) is probe
-    except Exception:
-        return False
 
 
 _TABLES: _Tables | None = None
@@ -176,7 +100,7 @@ class _Context:
             self.rules = tb.rules
         else:
             self.transformer = ToAst()
-            self.rules = [(size, _rebind(cb, tb.template, self.transformer), goto)
+            self.rules = [(size, tables.rebind(cb, tb.template, self.transformer), goto)
                           for size, cb, goto in tb.rules]
         self.transformer.sub_parse = self.sub_parse
 
@@ -193,18 +117,6 @@ class _Context:
             found = "'}'" if tok.type == "$END" else found_words(tok)
             raise EvtSyntaxError(span, f"in '${{...}}': expected {expected_words(e.expected)}, "
                                        f"found {found}") from None
-
-
-def _rebind(callback: Any, old: ToAst, new: ToAst) -> Any:
-    """`callback` (a bound method of `old`, or Lark's wrapper of one) calling `new` instead."""
-    if isinstance(callback, MethodType):
-        return MethodType(callback.__func__, new) if callback.__self__ is old else callback
-    inner = getattr(callback, "node_builder", None)
-    if inner is None:
-        return callback  # None (a pass-through), or Lark's tree builder for a rule ToAst lacks
-    wrapper = copy(callback)
-    wrapper.node_builder = _rebind(inner, old, new)
-    return wrapper
 
 
 _LOCAL = threading.local()

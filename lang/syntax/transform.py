@@ -14,8 +14,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from lark import Transformer
-
 from lang import ast as A
 from lang.ast import Span
 from lang.errors import AtToken
@@ -223,11 +221,12 @@ def _t(tok: Any) -> str:
     return tok.type if isinstance(tok, Tok) else ""
 
 
-class ToAst(SmallerAdditions, InstanceSyntax, ClusterSyntax, MetricSyntax, TestSyntax, Transformer):
-    """Shapes Lark's rule callbacks into lang.ast nodes; judges nothing."""
+class ToAst(SmallerAdditions, InstanceSyntax, ClusterSyntax, MetricSyntax, TestSyntax):
+    """Shapes the grammar's rule callbacks into lang.ast nodes; judges nothing. (Lark calls
+    a method by its rule's name, or its alias; not a Lark Transformer: the parser runs
+    without Lark, lang.syntax.tables.)"""
 
     def __init__(self) -> None:
-        super().__init__(visit_tokens=False)
         self.file = "<string>"
         self.line_base = 0  # for expressions inside ${ }: where the expression text starts
         self.col_base = 0
