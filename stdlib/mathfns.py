@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import random as _random
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Context, Decimal
-from fractions import Fraction
 from typing import Any
 
 from lang.limits import MAX_PRODUCT_DIGITS
@@ -15,7 +13,6 @@ from stdlib import args
 from stdlib.registry import builtin
 
 MAX_DIGITS = MAX_PRODUCT_DIGITS  # pow: a larger int result is an error, as for '*'
-_ROUND_CONTEXT = Context(prec=1000)  # enough for any float at any digits in [-400, 400]
 
 
 def _numbers(fn: str, given: tuple[Any, ...]) -> list[int | float]:
@@ -97,8 +94,11 @@ def round_(x: Any, digits: Any = 0) -> int | float:
         return x
     if d < -400:
         return math.copysign(0.0, x)
+    from decimal import ROUND_HALF_UP, Context, Decimal  # here: 2 ms of every start
+
+    # a precision enough for any float at any digits in [-400, 400]
     q = Decimal(repr(x)).quantize(Decimal(1).scaleb(-d), rounding=ROUND_HALF_UP,
-                                  context=_ROUND_CONTEXT)
+                                  context=Context(prec=1000))
     if d == 0:
         return int(q)
     r = float(q)
@@ -182,6 +182,8 @@ def _huge_pow(x: int | float, y: int | float) -> float:
         return math.copysign(0.0, sign)
     # x is an int too large for a float: x = m * 2**shift with m a float near 2**64, and
     # |x| ** y = m ** y * 2 ** (shift * y), the exponent kept exact.
+    from fractions import Fraction
+
     shift = abs(x).bit_length() - 64
     q = Fraction(y).denominator
     if q <= 64:  # 2 ** (shift * y) a whole power of two for y = 0.5, 2.5...: exact

@@ -9,7 +9,6 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from html import escape
 
 from lang.metrics.judging import Judged, duration, size
 from lang.metrics.registry import Registry, Trend
@@ -199,6 +198,8 @@ th { color:var(--dim); font-weight:500; font-size:13px; }
 
 
 def render(registry: Registry, judged: list[Judged], timeline: Timeline, title: str) -> str:
+    from html import escape  # here: every `evt run` imports this module, few write a report
+
     elapsed = registry.elapsed()
     breached = [j for j in judged if not j.ok]
     if not judged:
