@@ -16,6 +16,7 @@ import anyio.abc
 import h11
 from anyio.streams.tls import TLSStream
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
 from wsproto.events import (
     AcceptConnection,
     RejectConnection,
@@ -24,6 +25,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from lang.wire.accept import HEAD_LIMIT, read_accept, request_key
 from lang.wire.connection import Peer, WebSocket, address_text
 from lang.wire.direct import connect_tcp
 from lang.wire.frames import (
@@ -232,6 +234,9 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
     except (h11.LocalProtocolError, LocalProtocolError, UnicodeError) as e:
         # h11 refused a header or the target (a computed url with a space, say)
         raise TransportError(f"cannot make the handshake request: {e}") from None
+    # a plain 101 is read without h11 (lang.wire.accept); anything else by wsproto
+    key = None if opts.compression else request_key(data)
+    head = b""
     try:
         await stream.send(data)
     except STREAM_ERRORS as e:
@@ -255,19 +260,27 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
         if not secure and status is None and data[:1] == b"\x15" and data[1:2] == b"\x03":
             # a TLS alert record: a TLS server read our plain HTTP request
             raise TransportError("the server speaks TLS: use a wss:// url")
+        if key is not None:
+            head += data
+            if b"\r\n\r\n" not in head and len(head) <= HEAD_LIMIT:
+                continue
+            try:
+                accepted = read_accept(head, key, list(opts.subprotocols))
+            except RemoteProtocolError as e:
+                raise TransportError(f"bad handshake response: {e}") from None
+            if accepted is not None:
+                return _open(stream, Connection(ConnectionType.CLIENT, [], accepted.rest),
+                             opts, host, port, target, accepted.subprotocol,
+                             accepted.headers, hooks)
+            key, data, head = None, head, b""  # wsproto reads it all, as before
         try:
             ws.receive_data(data)
             for ev in ws.events():
                 if isinstance(ev, AcceptConnection):
                     conn = ws.connection
                     assert conn is not None
-                    # the address connected to (localhost is 127.0.0.1 or ::1)
-                    peer = Peer(remote=address_text(stream, f"{host}:{port}"),
-                                path=target.split("?")[0],
-                                subprotocol=ev.subprotocol,
-                                headers=list(ev.extra_headers))
-                    return WebSocket(stream, conn, client=True, limits=opts.limits, peer=peer,
-                                     **hooks)
+                    return _open(stream, conn, opts, host, port, target, ev.subprotocol,
+                                 list(ev.extra_headers), hooks)
                 if isinstance(ev, RejectConnection):
                     status = ev.status_code
                     if not ev.has_body:
@@ -281,6 +294,15 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
         if status is not None and len(body) > 4096:
             break
     raise TransportError(_rejected(status or 0, body))
+
+
+def _open(stream: anyio.abc.ByteStream, conn: Connection, opts: ClientOptions, host: str,
+          port: int, target: str, subprotocol: str | None, headers: list[Any],
+          hooks: dict[str, Any]) -> WebSocket:
+    # the address connected to (localhost is 127.0.0.1 or ::1)
+    peer = Peer(remote=address_text(stream, f"{host}:{port}"), path=target.split("?")[0],
+                subprotocol=subprotocol, headers=headers)
+    return WebSocket(stream, conn, client=True, limits=opts.limits, peer=peer, **hooks)
 
 
 def _rejected(status: int, body: bytes) -> str:
