@@ -192,7 +192,8 @@ class ClientConnection(Channel):
                 with anyio.CancelScope() as scope:
                     self.scope = scope
                     self.state = "connecting"
-                    self.say(f"connecting to {self.url()}")
+                    if self.rt.verbose:  # (the words cost more than the rest of a line)
+                        self.say(f"connecting to {self.url()}")
                     began = clock()
                     try:
                         ws = await connect(self._options(), on_failure=self._failure,
@@ -306,8 +307,9 @@ class ClientConnection(Channel):
     async def _session(self, ws: WebSocket) -> Closed:
         self.ws = ws
         self.state = "open"
-        sub = f" (subprotocol {ws.peer.subprotocol})" if ws.peer.subprotocol else ""
-        self.say(f"connected to {self.url()}{sub}")
+        if self.rt.verbose:
+            sub = f" (subprotocol {ws.peer.subprotocol})" if ws.peer.subprotocol else ""
+            self.say(f"connected to {self.url()}{sub}")
         await self._first_over()
         self.session_began()
         self.post_event("start", None)
@@ -322,8 +324,9 @@ class ClientConnection(Channel):
         finally:
             self.session_ended()
         live.pop(self, None)
-        self.say(f"closed {close_text(closed.code, closed.reason)}"
-                 f"{'' if closed.clean else ', not clean'}")
+        if self.rt.verbose:
+            self.say(f"closed {close_text(closed.code, closed.reason)}"
+                     f"{'' if closed.clean else ', not clean'}")
         self.wake_expect()
         self.post_event("stop", closed_value(closed))
         return closed

@@ -175,7 +175,9 @@ async def connect(opts: ClientOptions, **hooks: Any) -> WebSocket:
     ctx = client_tls_context(opts.verify_tls, opts.ca_file, opts.certfile,
                              opts.keyfile) if secure else None
     timeout = opts.connect_timeout if opts.connect_timeout > 0 else math.inf
-    proxy = proxy_for(opts)
+    # a Proxy or None already when the endpoint chose it (lang.endpoints.client._options)
+    proxy = opts.proxy if opts.proxy is None or isinstance(opts.proxy, Proxy) else \
+        proxy_for(opts)
     try:
         with anyio.fail_after(timeout):  # the proxy's part included
             try:

@@ -30,9 +30,11 @@ try: 117 us of CPU a connection against 35 us for the backend's own connect, whi
 `loop.create_connection` as the `websockets` library calls it. `connect_tcp` takes that
 path for an IP address and leaves a host name (several addresses maybe) to anyio.
 
-The stream shortcuts read anyio's private attributes (`_transport`, `_protocol`, `_closed`), checked once per
-connection; tests/wire/test_direct_write.py fails if they stop engaging, if a write happens
-while the transport is paused, or if more than READ_AHEAD is read ahead of a blocked reader.
+The stream shortcuts read anyio's private attributes (`_transport`, `_protocol`, `_closed`),
+checked once per connection, and the connect its private backend object (without it, anyio's
+connect_tcp as before); tests/wire/test_direct_write.py fails if they stop engaging, if a
+write happens while the transport is paused, or if more than READ_AHEAD is read ahead of a
+blocked reader.
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ except ImportError:  # pragma: no cover - another anyio
     _get_async_backend = None
 
 _BACKEND = "anyio._backends._asyncio"
-READ_AHEAD = 256 * 1024  # bytes the transport may read before the reader takes them
+# bytes the transport may read before the reader takes them. 256 KiB was exactly four 64 KiB
+# frames and their headers: a peer pipelining four (bench/run.py's 64 KiB case) paused and
+# resumed reading at random, two system calls each time, and the server's CPU per message
+# went from 27 to 42 us in about half the runs; the websockets library reads up to 16
+# messages ahead. A reader that is behind has at most this much (and one read) read for it.
+READ_AHEAD = 512 * 1024
 
 
 async def connect_tcp(host: str, port: int) -> anyio.abc.SocketStream:
