@@ -3,7 +3,9 @@ shape: C connections of one declaration, each doing N sequential JSON round trip
 `expect`) against the same load made by a plain Python client on the `websockets` library
 (bench/websockets_load.py), interleaved in one run, against the `websockets` echo server.
 The figure is round trips per CPU-second of the generator (user + system, start-up
-included for both); and the memory of an idle connection of each client.
+included for both); and the memory of an idle connection of each client. Each shape is
+also run with one round trip per connection, which tells apart what start-up and opening
+and closing the connections cost from the round trips after each connection's first.
 
 Both generators run with their bytecode cached (in bench/out/pycache, filled by a warm-up
 run of each), as installed code runs: pip compiles a package's .pyc files when it installs
@@ -84,6 +86,23 @@ on input end { stop user }
 """
 
 
+def _one_round(cmd: list[str]) -> list[str]:
+    """A generator's command with one round trip per connection."""
+    out = list(cmd)
+    if "rounds=" in " ".join(out):  # evt: --set rounds=N
+        return [("rounds=1" if a.startswith("rounds=") else a) for a in out]
+    out[4] = "1"  # websockets_load.py URL C N
+    return out
+
+
+def _marginal(total: int, users: int, full: list[float], one: list[float]) -> int:
+    """Round trips per CPU-second of the round trips after each connection's first: the
+    full run's CPU less that of the run with one round trip each (medians)."""
+    cpu_full = statistics.median(total / r for r in full)
+    cpu_one = statistics.median(users / r for r in one)
+    return round((total - users) / max(cpu_full - cpu_one, 1e-9))
+
+
 def with_bytecode(env: dict[str, str]) -> dict[str, str]:
     """`env` with Python's bytecode cache on, kept under bench/out (see the docstring)."""
     out = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -107,14 +126,22 @@ def bench_load(quick: bool, repeats: int, env: dict[str, str], server: Any) -> d
                    "--set", f"rounds={rounds}", str(ROOT / "examples" / "load.evt")]
         ws_cmd = [PY, str(BENCH / "websockets_load.py"), url, str(users), str(rounds),
                   "--loop", "uvloop"]
-        evt_r, ws_r = [], []
+        evt_r, ws_r, evt_1, ws_1 = [], [], [], []
         for _ in range(repeats):
             evt_r.append(_run_generator(evt_cmd, env, total))
             ws_r.append(_run_generator(ws_cmd, env, total))
+            # the same connections with one round trip each: what start-up and the
+            # connections cost, so that the round trips after the first can be told apart
+            evt_1.append(_run_generator(_one_round(evt_cmd), env, users))
+            ws_1.append(_run_generator(_one_round(ws_cmd), env, users))
         e, w = statistics.median(evt_r), statistics.median(ws_r)
         out["shapes"][f"{users} conns x {rounds}"] = {
             "evt_rtt_per_cpu_s": round(e), "websockets_rtt_per_cpu_s": round(w),
-            "ratio": round(e / w, 2)}
+            "ratio": round(e / w, 2),
+            "evt_marginal": _marginal(total, users, evt_r, evt_1),
+            "websockets_marginal": _marginal(total, users, ws_r, ws_1),
+            "evt_cpu_1_round_s": round(statistics.median(users / r for r in evt_1), 3),
+            "websockets_cpu_1_round_s": round(statistics.median(users / r for r in ws_1), 3)}
     hold = BENCH / "out" / "hold.evt"
     hold.parent.mkdir(exist_ok=True)
     hold.write_text(HOLD_EVT)
@@ -136,6 +163,16 @@ def report_load(res: dict[str, Any]) -> None:
     for shape, v in res["shapes"].items():
         print(f"| {shape} | {v['evt_rtt_per_cpu_s']:,} | {v['websockets_rtt_per_cpu_s']:,} | "
               f"{v['ratio']} |")
+    print("\nthe same, apart: CPU-s of start-up and the connections (each with one round "
+          "trip), and round trips per CPU-second after each connection's first")
+    print("| shape | evt: 1 round trip each | websockets | evt: the rest | websockets | "
+          "ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for shape, v in res["shapes"].items():
+        if "evt_marginal" in v:
+            print(f"| {shape} | {v['evt_cpu_1_round_s']} s | {v['websockets_cpu_1_round_s']} s"
+                  f" | {v['evt_marginal']:,} | {v['websockets_marginal']:,} | "
+                  f"{v['evt_marginal'] / v['websockets_marginal']:.2f} |")
     idle = res["idle_kib"]
     print(f"\nidle memory per client connection ({idle['conns']:,} open): evt {idle['evt']} KiB, "
           f"websockets {idle['websockets']} KiB")
