@@ -55,7 +55,7 @@ class _Tables:
         grammar = _GRAMMAR_PATH.read_text(encoding="utf-8")
         self.template = ToAst()
         self.template_taken = False  # by the first _Context (under _TABLES_LOCK)
-        path = tables.cache_path(grammar, f"tables{tables.FORMAT}")
+        path = tables.cache_path(grammar + tables.code_key(), f"tables{tables.FORMAT}")
         data = tables.load(path, self.template) if path else None
         if data is None:
             data = tables.build(grammar, self.template)

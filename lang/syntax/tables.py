@@ -8,7 +8,8 @@ saved beside Lark's cache as plain data (marshal: ints, strings, tuples, dicts):
 and gotos, the start and end states, the keywords and punctuation, and each rule's callback
 as the name of a transform.ToAst method with at most one of Lark's two wrappers around it
 (a child filter, or "a single child is passed up"), rebuilt here with the same behaviour.
-A file that is missing, stale or unreadable is built again, and a callback of another shape
+A file is named by a digest of the grammar and of this package's modules; one that is
+missing, stale or unreadable is built again, and a callback of another shape
 (a later Lark) keeps Lark's objects in memory and writes no file.
 """
 
@@ -68,6 +69,18 @@ def _roots(base: str) -> Iterator[str]:
     import tempfile  # only when the cache directory is not writable
 
     yield os.path.join(tempfile.gettempdir(), "evt-cache")
+
+
+def code_key() -> str:
+    """What the saved tables depend on besides the grammar: the syntax package's modules
+    (ToAst's methods decide, among other things, which rules pass their child through)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read() + b"\0")
+    return digest.hexdigest()
 
 
 def cache_path(grammar: str, suffix: str) -> str | None:
