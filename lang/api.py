@@ -150,6 +150,24 @@ def tune_gc() -> None:
         gc.set_threshold(max(young, 10_000), middle, old)
 
 
+def tune_memory() -> bool:
+    """glibc's malloc keeps up to 64 MiB free at the top of its heap rather than 128 KiB, and
+    serves blocks up to 4 MiB from it (lang/runtime/_malloc.c): trimming and faulting the
+    heap in again cost a server of 64 KiB messages half again its CPU (bench/RESULTS.md).
+    Left alone when the user chose malloc's settings (MALLOC_*_ or GLIBC_TUNABLES), or
+    where the extension was not built or malloc is not glibc's. Whether it was set."""
+    import os
+
+    if "GLIBC_TUNABLES" in os.environ or any(k.startswith("MALLOC_") and k.endswith("_")
+                                             for k in os.environ):
+        return False
+    try:
+        from lang.runtime._malloc import keep
+    except ImportError:
+        return False
+    return bool(keep(64 << 20, 4 << 20))
+
+
 def run(rt: Runtime, inits: list[tuple[int, Any]], loop: str = "auto",
         warn: Callable[[str], None] | None = None, virtual_time: bool = False) -> int:
     """Run the program on a new event loop until it ends; returns its exit code. The
@@ -160,6 +178,7 @@ def run(rt: Runtime, inits: list[tuple[int, Any]], loop: str = "auto",
 
     raise_open_file_limit()
     tune_gc()
+    tune_memory()
     if virtual_time:
         from lang.runtime.virtualtime import new_event_loop
 
