@@ -41,6 +41,7 @@ def span_field() -> Any:
 
 
 def node(cls: type) -> type:
+    """The node class for `cls`'s annotated fields (see the module's docstring)."""
     ns = dict(vars(cls))
     names = tuple(ns.get("__annotations__", {}))
     args, spans, compared = [], [], []

@@ -149,10 +149,13 @@ def direct_reader(stream: Any) -> DirectReader | None:
     protocol.data_received = data_received
     transport.set_protocol(protocol)  # uvloop keeps the protocol's methods: look them up again
 
+    def ended() -> bool:  # the peer ended the stream, and nothing is left to read
+        return protocol.is_at_eof and not stream._closed and protocol.exception is None
+
     async def receive(max_bytes: int = 65536) -> bytes:
         nonlocal waiting
         if not queue:
-            if protocol.is_at_eof and not stream._closed and protocol.exception is None:
+            if ended():
                 raise anyio.EndOfStream  # what `slow` raises, after a trip round the loop
             if stream._closed or protocol.exception is not None or protocol.is_at_eof \
                     or transport.is_closing():
@@ -165,7 +168,7 @@ def direct_reader(stream: Any) -> DirectReader | None:
             finally:
                 waiting = False
             if not queue:
-                if protocol.is_at_eof and not stream._closed and protocol.exception is None:
+                if ended():
                     raise anyio.EndOfStream
                 return await slow(max_bytes)
         chunk = queue.popleft()
