@@ -251,8 +251,13 @@ class Channel:
         source = self.source
         if self.endpoint.inline_ok and not source.busy and not rt.shutting_down:
             self.inline = True  # replies are batched: the reader writes them after this read
-            try:
-                await self.dispatch_receive(msg)  # the fast path: no queue, no task hop
+            try:  # the fast path: no queue, no task hop
+                handlers = rt.handlers.get(self.endpoint.receive_key)
+                if handlers is not None and len(handlers) == 1 and handlers[0].mode is None \
+                        and rt.current is None and not rt.exiting:
+                    await rt.run_handler(handlers[0], msg, self.peer_value)  # dispatch's case
+                else:
+                    await self.dispatch_receive(msg)
             finally:
                 self.inline = False
             return

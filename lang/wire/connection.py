@@ -193,7 +193,7 @@ class WebSocket(Sending, Closing):
             await self._events(on_message)
             if self.fast is None:
                 self._start_fast()
-            if self._outbox and not self._writing:
+            if self._outbox and not self._writing and not self._write_outbox_now():
                 await self._write_batch()
             receive = reader.receive if reader is not None else self.stream.receive
             while self.closed is None:
@@ -219,8 +219,12 @@ class WebSocket(Sending, Closing):
                     await self._fail_message(1008, "message not finished within "
                                              f"{seconds_text(self.limits.message_timeout)}")
                     continue
-                await self._feed(data, on_message)
-                if self._outbox and not self._writing:
+                fast = self.fast
+                if fast:
+                    await self._feed_fast(fast, data, on_message)  # type: ignore[arg-type]
+                else:
+                    await self._feed(data, on_message)
+                if self._outbox and not self._writing and not self._write_outbox_now():
                     await self._write_batch()
         finally:
             self._reading = False
@@ -307,8 +311,8 @@ class WebSocket(Sending, Closing):
             messages, raw = fast.take(data)
             data = b""
             for message in messages:
-                if conn.state is not OPEN_STATE and (self._failed is not None
-                                                or self.closed is not None):
+                if (self._failed is not None or self.closed is not None) \
+                        and conn.state is not OPEN_STATE:
                     continue  # we failed the connection: nothing more is processed
                 self.messages_in += 1
                 if self.on_frame is not None:

@@ -39,6 +39,7 @@ blocked reader.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -126,34 +127,66 @@ def direct_reader(stream: Any) -> DirectReader | None:
     protocol = getattr(stream, "_protocol", None)
     queue = getattr(protocol, "read_queue", None)
     if transport is None or queue is None or not hasattr(protocol, "read_event") \
+            or not hasattr(protocol, "eof_received") or not hasattr(protocol, "connection_lost") \
             or not hasattr(protocol, "is_at_eof") or not hasattr(stream, "_closed") \
             or not all(hasattr(transport, m) for m in ("is_reading", "pause_reading",
                                                        "resume_reading", "set_protocol")):
         return None
+    try:
+        create_future = asyncio.get_running_loop().create_future
+    except RuntimeError:  # pragma: no cover - made outside the loop: anyio's receive
+        return None
     original = protocol.data_received
+    original_eof, original_lost = protocol.eof_received, protocol.connection_lost
     is_reading, pause, resume = transport.is_reading, transport.pause_reading, \
         transport.resume_reading
     slow = stream.receive
     reader = DirectReader()
-    waiting = False  # the reader waits for a read, everything before it taken
+    # the reader's own future while it waits for a read, everything before it taken (not
+    # the protocol's read_event: its wait looks the running loop up, a getpid() system call
+    # a message on Python 3.11, and makes and drops a waiter list entry)
+    waiter: asyncio.Future[None] | None = None
+
+    def wake() -> None:
+        nonlocal waiter
+        w = waiter
+        if w is not None:
+            waiter = None
+            if not w.done():
+                w.set_result(None)
 
     def data_received(data: bytes) -> None:
-        if waiting and not queue:
+        if waiter is not None and not queue:
             early = reader.early
             if early is not None and type(data) is bytes and early(data):
                 return
         original(data)
+        wake()
         if len(queue) > 1 and sum(map(len, queue)) > READ_AHEAD and is_reading():
             pause()  # the reader is behind: from here the kernel's buffers and TCP hold back
 
+    def eof_received() -> bool | None:
+        try:
+            return original_eof()
+        finally:
+            wake()
+
+    def connection_lost(exc: Exception | None) -> None:
+        try:
+            original_lost(exc)
+        finally:
+            wake()
+
     protocol.data_received = data_received
+    protocol.eof_received = eof_received
+    protocol.connection_lost = connection_lost
     transport.set_protocol(protocol)  # uvloop keeps the protocol's methods: look them up again
 
     def ended() -> bool:  # the peer ended the stream, and nothing is left to read
         return protocol.is_at_eof and not stream._closed and protocol.exception is None
 
     async def receive(max_bytes: int = 65536) -> bytes:
-        nonlocal waiting
+        nonlocal waiter
         if not queue:
             if ended():
                 raise anyio.EndOfStream  # what `slow` raises, after a trip round the loop
@@ -162,11 +195,11 @@ def direct_reader(stream: Any) -> DirectReader | None:
                 return await slow(max_bytes)  # it raises or gives what is left, as always
             if not is_reading():
                 resume()
-            waiting = True
+            w = waiter = create_future()
             try:
-                await protocol.read_event.wait()
+                await w
             finally:
-                waiting = False
+                waiter = None
             if not queue:
                 if ended():
                     raise anyio.EndOfStream

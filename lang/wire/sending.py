@@ -26,22 +26,10 @@ _PENDING: dict[Any, list[Any]] = {}
 def _flush_pending(key: Any) -> None:
     for ws in _PENDING.pop(key, ()):
         ws._flushing = False
-        outbox = ws._outbox
-        if ws._writing or not outbox or ws._broken:
+        if ws._writing or not ws._outbox or ws._broken:
             continue  # a writer is at it: it writes what was queued, in order
-        direct = ws._direct
-        if direct is not None:
-            data = outbox[0] if len(outbox) == 1 else b"".join(outbox)
-            try:
-                if direct(data):
-                    ws._out_bytes -= len(data)
-                    ws._outbox = None
-                    continue
-            except STREAM_ERRORS:
-                ws._outbox = None
-                ws._out_bytes = 0
-                ws._broken = True
-                continue
+        if ws._write_outbox_now():
+            continue
         ws._flushing = True  # the transport must be waited for: this connection's own task
         ws.spawn(ws._flush)
 
@@ -180,6 +168,29 @@ class Sending:
             return not self._broken
         await self._write_out(outbox, coalesce=False)
         return not self._broken
+
+    def _write_outbox_now(self) -> bool:
+        """The outbox written without a coroutine, coalesced, when nobody else writes or
+        waits to and the transport takes it at once (True also when the stream broke: what
+        waited is dropped, as _write_out drops it). False: nothing written, a writer must."""
+        outbox = self._outbox
+        direct = self._direct
+        if direct is None or self._writing or self._writers or self._broken or not outbox:
+            return False
+        data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
+        try:
+            written = direct(data)
+        except STREAM_ERRORS:
+            outbox.clear()
+            self._outbox = None
+            self._out_bytes = 0
+            self._broken = True
+            return True  # as _write_out: a broken stream drops what waits
+        if not written:
+            return False
+        self._outbox = None
+        self._out_bytes -= len(data)
+        return True
 
     async def _write_batch(self) -> None:
         """Write the replies queued while one read was processed, coalesced."""
