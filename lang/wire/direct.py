@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -127,7 +128,6 @@ def direct_reader(stream: Any) -> DirectReader | None:
     protocol = getattr(stream, "_protocol", None)
     queue = getattr(protocol, "read_queue", None)
     if transport is None or queue is None or not hasattr(protocol, "read_event") \
-            or not hasattr(protocol, "eof_received") or not hasattr(protocol, "connection_lost") \
             or not hasattr(protocol, "is_at_eof") or not hasattr(stream, "_closed") \
             or not all(hasattr(transport, m) for m in ("is_reading", "pause_reading",
                                                        "resume_reading", "set_protocol")):
@@ -136,57 +136,35 @@ def direct_reader(stream: Any) -> DirectReader | None:
         create_future = asyncio.get_running_loop().create_future
     except RuntimeError:  # pragma: no cover - made outside the loop: anyio's receive
         return None
+    # The reader waits on a future of its own in the read event's waiters, which the event's
+    # set() wakes (a read, the end, an error): asyncio.Event.wait looks the running loop up
+    # for each wait, a getpid() system call on Python 3.11 (3% of an echo server's CPU).
+    # Without that private list (another Python), Event.wait as anyio does.
+    own_wait = type(getattr(protocol.read_event, "_waiters", None)) is deque
     original = protocol.data_received
-    original_eof, original_lost = protocol.eof_received, protocol.connection_lost
     is_reading, pause, resume = transport.is_reading, transport.pause_reading, \
         transport.resume_reading
     slow = stream.receive
     reader = DirectReader()
-    # the reader's own future while it waits for a read, everything before it taken (not
-    # the protocol's read_event: its wait looks the running loop up, a getpid() system call
-    # a message on Python 3.11, and makes and drops a waiter list entry)
-    waiter: asyncio.Future[None] | None = None
-
-    def wake() -> None:
-        nonlocal waiter
-        w = waiter
-        if w is not None:
-            waiter = None
-            if not w.done():
-                w.set_result(None)
+    waiting = False  # the reader waits for a read, everything before it taken
 
     def data_received(data: bytes) -> None:
-        if waiter is not None and not queue:
+        if waiting and not queue:
             early = reader.early
             if early is not None and type(data) is bytes and early(data):
                 return
         original(data)
-        wake()
         if len(queue) > 1 and sum(map(len, queue)) > READ_AHEAD and is_reading():
             pause()  # the reader is behind: from here the kernel's buffers and TCP hold back
 
-    def eof_received() -> bool | None:
-        try:
-            return original_eof()
-        finally:
-            wake()
-
-    def connection_lost(exc: Exception | None) -> None:
-        try:
-            original_lost(exc)
-        finally:
-            wake()
-
     protocol.data_received = data_received
-    protocol.eof_received = eof_received
-    protocol.connection_lost = connection_lost
     transport.set_protocol(protocol)  # uvloop keeps the protocol's methods: look them up again
 
     def ended() -> bool:  # the peer ended the stream, and nothing is left to read
         return protocol.is_at_eof and not stream._closed and protocol.exception is None
 
     async def receive(max_bytes: int = 65536) -> bytes:
-        nonlocal waiter
+        nonlocal waiting
         if not queue:
             if ended():
                 raise anyio.EndOfStream  # what `slow` raises, after a trip round the loop
@@ -195,11 +173,20 @@ def direct_reader(stream: Any) -> DirectReader | None:
                 return await slow(max_bytes)  # it raises or gives what is left, as always
             if not is_reading():
                 resume()
-            w = waiter = create_future()
+            waiting = True
+            event = protocol.read_event
             try:
-                await w
+                if not own_wait:  # pragma: no cover - another Python's Event
+                    await event.wait()
+                elif not event.is_set():  # (set with nothing queued: the connection was lost)
+                    w = create_future()
+                    event._waiters.append(w)
+                    try:
+                        await w
+                    finally:
+                        event._waiters.remove(w)
             finally:
-                waiter = None
+                waiting = False
             if not queue:
                 if ended():
                     raise anyio.EndOfStream
