@@ -246,13 +246,14 @@ class Channel:
         if recording is not None:
             recording.message(not self.is_client_side, msg)
         self._arrive(msg)
-        if not rt.has_handlers(self.endpoint.receive_key):
+        key = self.endpoint.receive_key
+        handlers = rt.handlers.get(key)
+        if handlers is None and not rt.has_handlers(key):
             return  # nothing to run (as for post_event): an `expect` may take it from the log
         source = self.source
         if self.endpoint.inline_ok and not source.busy and not rt.shutting_down:
             self.inline = True  # replies are batched: the reader writes them after this read
             try:  # the fast path: no queue, no task hop
-                handlers = rt.handlers.get(self.endpoint.receive_key)
                 if handlers is not None and len(handlers) == 1 and handlers[0].mode is None \
                         and rt.current is None and not rt.exiting:
                     await rt.run_handler(handlers[0], msg, self.peer_value)  # dispatch's case

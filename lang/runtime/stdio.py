@@ -307,9 +307,9 @@ def _writable(fd: int) -> bool:
         return False
 
 
-def owes() -> bool:
-    """Whether the current task printed while the output was over its limit."""
-    return _owed.get()
+# Whether the current task printed while the output was over its limit (asked before every
+# handler: the ContextVar's own get, not a function around it)
+owes: Callable[[], bool] = _owed.get
 
 
 async def settle() -> None:

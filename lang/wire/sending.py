@@ -67,7 +67,10 @@ class Sending:
             frame = self.conn.send(TextMessage(data=data) if type(data) is str
                                    else BytesMessage(data=data))
         if batch and self._out_bytes + len(frame) <= BATCH_LIMIT:
-            self._queue().append(frame)
+            outbox = self._outbox
+            if outbox is None:
+                outbox = self._outbox = deque()
+            outbox.append(frame)
             self._out_bytes += len(frame)
             return None
         direct = self._direct
