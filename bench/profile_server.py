@@ -59,7 +59,7 @@ def main() -> None:
     prof.enable()
     anyio.run(run, backend="asyncio", backend_options={"use_uvloop": True})
     prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(28)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(int(__import__("os").environ.get("TOPN", "28")))
 
 
 if __name__ == "__main__":

@@ -166,10 +166,10 @@ def direct_reader(stream: Any) -> DirectReader | None:
     async def receive(max_bytes: int = 65536) -> bytes:
         nonlocal waiting
         if not queue:
-            if ended():
-                raise anyio.EndOfStream  # what `slow` raises, after a trip round the loop
             if stream._closed or protocol.exception is not None or protocol.is_at_eof \
                     or transport.is_closing():
+                if ended():
+                    raise anyio.EndOfStream  # what `slow` raises, after a trip round the loop
                 return await slow(max_bytes)  # it raises or gives what is left, as always
             if not is_reading():
                 resume()
