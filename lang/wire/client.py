@@ -27,7 +27,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from lang.wire.accept import HEAD_LIMIT, read_accept, request_key
 from lang.wire.connection import Peer, WebSocket, address_text
-from lang.wire.direct import connect_tcp
+from lang.wire.direct import connect_tcp, send_once
 from lang.wire.frames import (
     READ_SIZE,
     STREAM_ERRORS,
@@ -240,7 +240,7 @@ async def _client_handshake(stream: anyio.abc.ByteStream, opts: ClientOptions, h
     key = None if opts.compression else request_key(data)
     head = b""
     try:
-        await stream.send(data)
+        await send_once(stream, data)
     except STREAM_ERRORS as e:
         raise TransportError(f"connection lost during the handshake ({e})") from None
     status: int | None = None

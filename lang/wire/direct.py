@@ -101,6 +101,14 @@ def direct_writer(stream: Any) -> Callable[[bytes], bool] | None:
     return write_now
 
 
+async def send_once(stream: anyio.abc.ByteStream, data: bytes) -> None:
+    """`stream.send(data)` for a one-off write (a handshake's): written at once when the
+    stream allows (direct_writer), without send's two checkpoints and trip round the loop."""
+    write = direct_writer(stream)
+    if write is None or not write(data):
+        await stream.send(data)
+
+
 class DirectReader:
     """A stream's one reader (see the module's docstring): `receive(max_bytes)`, and
     `early`, a callable the protocol offers each read to before it queues it, while the

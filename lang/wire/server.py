@@ -23,6 +23,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from lang.wire.client import load_certificate, quiet_close
 from lang.wire.connection import Peer, WebSocket
+from lang.wire.direct import send_once
 from lang.wire.frames import (
     READ_SIZE,
     STREAM_ERRORS,
@@ -182,8 +183,9 @@ async def _answer(stream: anyio.abc.ByteStream, ws: WSConnection, req: Request,
                                 for e in req.extensions):
         extensions = [BoundedDeflate(opts.limits.max_message)]
     try:
-        await stream.send(ws.send(AcceptConnection(subprotocol=chosen, extensions=extensions,
-                                                   extra_headers=extra)))
+        await send_once(stream, ws.send(AcceptConnection(subprotocol=chosen,
+                                                         extensions=extensions,
+                                                         extra_headers=extra)))
     except STREAM_ERRORS:
         raise TransportError("the client left during the handshake") from None
     conn = ws.connection
