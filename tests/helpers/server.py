@@ -182,8 +182,36 @@ def upgrade_request(path: str = "/", extra: str = "") -> str:
             f"Sec-WebSocket-Version: 13\r\n{extra}\r\n")
 
 
-async def raw_upgrade(port: int, path: str = "/") -> anyio.abc.SocketStream:
-    """A raw TCP client that completes the opening handshake; returns the stream."""
+class RawStream:
+    """A raw client's stream after its opening handshake: the bytes that came in the same
+    read as the 101 (the server's first frames, when it writes them at once) are received
+    first."""
+
+    def __init__(self, stream: anyio.abc.SocketStream, rest: bytes) -> None:
+        self.stream = stream
+        self.rest = rest
+
+    async def receive(self) -> bytes:
+        if self.rest:
+            rest, self.rest = self.rest, b""
+            return rest
+        return await self.stream.receive()
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send(data)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    async def __aenter__(self) -> RawStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def raw_upgrade(port: int, path: str = "/") -> RawStream:
+    """A raw TCP client that completes the opening handshake; returns its stream."""
     stream = await anyio.connect_tcp("127.0.0.1", port)
     await stream.send(upgrade_request(path).encode())
     data = b""
@@ -191,7 +219,7 @@ async def raw_upgrade(port: int, path: str = "/") -> anyio.abc.SocketStream:
         while b"\r\n\r\n" not in data:
             data += await stream.receive()
     assert data.startswith(b"HTTP/1.1 101 "), data
-    return stream
+    return RawStream(stream, data.split(b"\r\n\r\n", 1)[1])
 
 
 # ---------------------------------------------------------------- the tests
