@@ -280,10 +280,8 @@ class WebSocket(Sending, Closing):
         await self.fail(code, reason)
 
     async def _feed(self, data: bytes, on_message: Callable[[Any], Awaitable[None]]) -> None:
+        """A read through wsproto alone (the fast path not running: run picks _feed_fast)."""
         fast = self.fast
-        if fast:
-            await self._feed_fast(fast, data, on_message)  # type: ignore[arg-type]
-            return
         try:
             self.conn.receive_data(data)
         except LocalProtocolError:

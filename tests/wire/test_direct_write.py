@@ -7,6 +7,9 @@ of it (plus one read), reading paused, TCP pushing back; every byte arrives in o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections import deque
 from typing import Any
 
 import anyio
@@ -81,6 +84,49 @@ async def test_both_roles_write_directly_on_plain_tcp() -> None:
             tg.cancel_scope.cancel()
         assert got_s.items == [f"c{i}" for i in range(100)]
         assert got_c.items == [f"s{i}".encode() for i in range(100)]
+    finally:
+        for ws in (client, server):
+            await ws.abort()
+        await listener.aclose()
+
+
+async def test_the_reader_waits_without_asyncio_event_wait(monkeypatch: Any) -> None:
+    """The direct reader waits on its own future in the read event's waiters (Event.wait
+    looks the running loop up each time: a getpid() a message on 3.11), and is still woken
+    by every read and by the peer's end of the stream."""
+    client, server, listener = await tcp_pair()
+    waits: list[object] = []
+    original = asyncio.Event.wait
+
+    async def counted(self: asyncio.Event) -> bool:
+        waits.append(self)
+        return await original(self)
+    monkeypatch.setattr(asyncio.Event, "wait", counted)
+    try:
+        reader = server._reader
+        assert reader is not None
+        out, into = anyio.create_memory_object_stream[bytes](100)
+        async with anyio.create_task_group() as tg:
+
+            async def read_all() -> None:
+                with contextlib.suppress(anyio.EndOfStream):
+                    while True:
+                        await out.send(await reader.receive(65536))
+                out.close()
+            tg.start_soon(read_all)
+            got = b""
+            for i in range(20):  # each read comes while the reader waits
+                await client.stream.send(b"x%d;" % i)
+                with anyio.fail_after(T):
+                    while got.count(b";") <= i:
+                        got += await into.receive()
+            await client.stream.send_eof()  # the end wakes the waiting reader too
+            with anyio.fail_after(T):
+                async for rest in into:
+                    got += rest
+        assert got == b"".join(b"x%d;" % i for i in range(20))
+        read_event = server.stream._protocol.read_event
+        assert read_event not in waits and read_event._waiters == deque()
     finally:
         for ws in (client, server):
             await ws.abort()
