@@ -2,7 +2,8 @@
 
 Runs examples/echo_server.evt in this process under cProfile on a free port, drives it with
 bench/wsload.py (default: 50 conns x 1,000 round trips of 32 B), and prints the top of the
-profile by internal time. Used to find what to optimise; see bench/RESULTS.md."""
+profile by internal time (TOPN=70 in the environment for more than 28 rows). Used to find
+what to optimise; see bench/RESULTS.md."""
 
 from __future__ import annotations
 
