@@ -366,7 +366,8 @@ class StatementCompiler:
                     await rt.send(t, None, mode, fr[0], span)  # raises the runtime error
                     return
                 await method(value(fr), mode, fr[0], span)
-            return send, True
+            send.parts = (s.target, value, mode, span)  # type: ignore[attr-defined]  # see
+            return send, True                            # lang.interpreter.events reply_of
 
         async def send_async(fr: list) -> None:
             t = await evaluate(target, ta, fr)

@@ -170,6 +170,18 @@ class Endpoint:
         """Program end: close with 1001 (going away) and a close handshake."""
 
 
+def _payload(value: Any, mode: str | None, span: A.Span) -> str | bytes:
+    """What `send` puts in a frame: a string or bytes as it is, anything else encoded."""
+    t = type(value)
+    if mode is None and (t is str or t is bytes):
+        return value
+    try:
+        return encode(value, mode)
+    except EvtRuntimeError as e:
+        e.span = span
+        raise
+
+
 class Channel:
     """One live WebSocket as a source of evt events (a client connection, or a peer)."""
 
@@ -299,17 +311,36 @@ class Channel:
     # to run (a load generator's reply, which an `expect` takes from the log) is taken from
     # the read itself, without a trip through the reader's task.
 
-    def ready_now(self) -> bool:
-        return self.recording is None and not self.rt.has_handlers(self.endpoint.receive_key)
+    # So is a message whose one handler is a `send` back to its sender (Handler.reply: an
+    # echo, a mock's answer) when on_message would run it inline: the reply is queued in the
+    # connection's outbox, which the transport writes when it has taken the read.
 
-    # all that on_message does when ready_now holds: no recording, no handler to run
-    take_now = _arrive
+    def ready_now(self) -> bool:
+        if self.recording is not None:
+            return False
+        rt = self.rt
+        key = self.endpoint.receive_key
+        handlers = rt.handlers.get(key)
+        if handlers is None:
+            return not rt.has_handlers(key)
+        return len(handlers) == 1 and handlers[0].reply is not None and rt.current is None \
+            and self.endpoint.inline_ok and not self.source.busy and not rt.shutting_down \
+            and not rt.exiting and not rt.expect_active
+
+    def take_now(self, msg: str | bytes) -> None:
+        """All that on_message does when ready_now holds."""
+        self._arrive(msg)
+        rt = self.rt
+        handlers = rt.handlers.get(self.endpoint.receive_key)
+        if handlers is not None:
+            rt.run_reply(handlers[0], msg, self.peer_value)
 
     def _sink_ok(self) -> bool:
         """Whether to offer the transport the sink: not to a declaration whose receive
-        handlers are in the project's scope (a server's echo: its reads would only ask to be
-        told no). Whether one may run now (a scene's, a REPL's new one) is asked each read."""
-        return self.endpoint.receive_key not in self.rt.handlers
+        handlers are in the project's scope (its reads would only ask to be told no), unless
+        that is one reply. Whether one may run now (a scene's, a REPL's) is asked each read."""
+        handlers = self.rt.handlers.get(self.endpoint.receive_key)
+        return handlers is None or (len(handlers) == 1 and handlers[0].reply is not None)
 
     async def _wait_for_space(self, msg: str | bytes) -> None:
         """Stop reading until handlers catch up (TCP backpressure). Once we have sent a
@@ -423,15 +454,7 @@ class Channel:
         return self.ws.peer.subprotocol if self.ws is not None and self.ws.open else None
 
     async def evt_send(self, value: Any, mode: str | None, inv: Any, span: A.Span) -> None:
-        t = type(value)
-        if mode is None and (t is str or t is bytes):
-            data = value
-        else:
-            try:
-                data = encode(value, mode)
-            except EvtRuntimeError as e:
-                e.span = span
-                raise
+        data = _payload(value, mode, span)
         rt = self.rt
         marks = inv.marks
         if marks is not None or rt.expect_active:
@@ -451,6 +474,25 @@ class Channel:
         except ConnectionError as e:
             self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
             return
+        self._sent(data)
+
+    def evt_send_now(self, value: Any, mode: str | None, inv: Any, span: A.Span) -> None:
+        """evt_send without waiting, for a reply from the read's callback (take_now): the
+        frame is written, or queued in the connection's outbox whatever its size (the
+        transport writes it when it has taken the read). Raises as evt_send does."""
+        data = _payload(value, mode, span)
+        ws = self.ws
+        if ws is None or ws.closed is not None:
+            self.endpoint.report_error(f"{self.label}: not connected", self.peer_value)
+            return
+        try:
+            ws.send_queued(data)
+        except ConnectionError as e:
+            self.endpoint.report_error(f"{self.label}: {e}", self.peer_value)
+            return
+        self._sent(data)
+
+    def _sent(self, data: str | bytes) -> None:
         recording = self.recording
         if recording is not None:
             recording.message(self.is_client_side, data)

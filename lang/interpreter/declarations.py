@@ -20,6 +20,7 @@ from lang.interpreter.events import (
     SceneInfo,
     describe_event,
     event_key,
+    reply_of,
 )
 from lang.runtime.core import (
     FuncCell,
@@ -200,6 +201,9 @@ class Declarations:
         h.blocks = self.repl or body_has(d.body, BLOCKING_STMTS, self.blocking_funcs,
                                          scene_name, self.fn_decls)
         h.uses_expect = self.uses_expect(d.body, scene_name)
+        if scene is None and not self.repl and not h.blocks and not h.uses_expect:
+            h.reply = reply_of(d, h.body, body_has(d.body, (), set(self.fn_decls), None,
+                                                   self.fn_decls))
         table = scene.handlers if scene is not None else self.handlers
         table.setdefault(key, []).append(h)
         if key == ("input",) or key == ("input end",):

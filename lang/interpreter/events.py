@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from lang import ast as A
 from lang.runtime.core import (
     FuncCell,
+    Inv,
 )
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ class Handler:
     """A compiled `on ...` declaration."""
 
     __slots__ = ("as_slot", "blocks", "body", "event", "from_slot", "is_async", "key", "mode",
-                 "scene", "size", "span", "uses_expect", "what")
+                 "reply", "scene", "size", "span", "uses_expect", "what")
 
     def __init__(self, event: A.Event, key: tuple, scene: SceneInfo | None, span: A.Span
                  ) -> None:
@@ -38,6 +39,7 @@ class Handler:
         self.from_slot: int | None = None
         self.blocks = True  # may wait for long: never run inside a connection's reader
         self.uses_expect = True
+        self.reply: tuple[Any, str | None, A.Span] | None = None  # see reply_of
 
 
 def describe_event(ev: A.Event) -> str:
@@ -60,6 +62,43 @@ def event_key(ev: A.Event, scene: SceneInfo | None, rt: Any) -> tuple:
             return ("change", scene.name, ev.name)
         return ("change", None, ev.name)
     return (kind,)
+
+
+def reply_of(d: A.Handler, body: Any, calls_funcs: bool) -> tuple[Any, str | None, A.Span] | None:
+    """For a receive handler that is one `send` of a plain value back to the message's sender
+    (`on websocket receive S as m from p { send p VALUE }`: an echo, a mock's answer), the
+    parts that let it run from the read itself, without a coroutine or the reader's task
+    (lang.endpoints.channel `take_now`): (VALUE's compiled closure, the send's mode, its
+    span). None for anything else: VALUE may wait or calls a function of the script (which
+    could print: output that may have to wait for room), or another statement is there."""
+    ev = d.event
+    parts = getattr(body, "parts", None)
+    if parts is None or calls_funcs or ev.kind != "websocket receive" or ev.mode is not None \
+            or ev.from_name is None or len(d.body.stmts) != 1:
+        return None
+    target, value, mode, span = parts
+    if not isinstance(target, A.Name) or target.name != ev.from_name \
+            or target.name == ev.as_name:
+        return None
+    return value, mode, span
+
+
+def run_reply(rt: Any, h: Handler, msg: str | bytes, peer: Any) -> None:
+    """Runtime.run_handler for a handler with a `reply` (reply_of), from the read's callback:
+    the value is worked out and given to the peer's `evt_send_now`, which queues its frame
+    without waiting; a failure is reported, as any handler's."""
+    value, mode, span = h.reply  # type: ignore[misc]
+    fr: list[Any] = [None] * h.size
+    inv = fr[0] = Inv(rt, h.what, h.span, 0)
+    if h.as_slot is not None:
+        fr[h.as_slot] = msg
+    fr[h.from_slot] = peer  # type: ignore[index]
+    try:
+        peer.evt_send_now(value(fr), mode, inv, span)
+    except Exception as e:
+        rt.failure(e, h.what, h.span)
+    if rt.until_event is not None:
+        rt.event_passed()
 
 
 class Installed:

@@ -38,6 +38,7 @@ from lang.interpreter.events import (
     Activation,
     Handler,
     SceneInfo,
+    run_reply,
 )
 from lang.interpreter.stdin import StandardInput
 from lang.interpreter.testing import TestMode
@@ -283,6 +284,10 @@ class Runtime(Declarations, Actions, StandardInput, TestMode):
                 self.expect_active -= 1
         if self.until_event is not None:
             self.event_passed()
+
+    # a handler that is one `send` back to the sender, from the read's callback (the
+    # transport's MessageSink: lang.endpoints.channel take_now)
+    run_reply = run_reply
 
     async def dispatch(self, key: tuple, value: Any = None, peer: Any = None, depth: int = 0,
                        since: int | None = None) -> None:

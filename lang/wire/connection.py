@@ -239,12 +239,13 @@ class WebSocket(Sending, Closing):
         else is going on (no deadline, no failure, no frame half received, nothing queued to
         write, no trace), its messages go to the sink now, as the reader would have handed
         them to the callback, without a trip through the reader's task (the `websockets`
-        library resolves a waiting `recv` from its protocol callback the same way). False:
-        the reader takes the read, as always."""
+        library resolves a waiting `recv` from its protocol callback the same way); the
+        replies the sink queued (send_queued) are written as the reader writes a read's.
+        False: the reader takes the read, as always."""
         fast = self.fast
         sink = self.sink
         if not fast or sink is None or self.closed is not None or self._failed is not None \
-                or self._deadline is not None or self._message_deadline is not None \
+                or self._writing or self._deadline is not None or self._message_deadline is not None \
                 or self._outbox or self.on_frame is not None or not sink.ready_now():
             return False
         messages = fast.whole(data)  # type: ignore[union-attr]
@@ -254,6 +255,8 @@ class WebSocket(Sending, Closing):
         take = sink.take_now
         for message in messages:
             take(message)
+        if self._outbox and not self._write_outbox_now():
+            self._wake()  # the replies the sink queued: the transport must be waited for
         return True
 
     async def _receive(self) -> bytes | None:

@@ -18,6 +18,9 @@ quarter of an echo server's system calls), so that nothing is read ahead of the 
 `data_received` pauses the transport once READ_AHEAD bytes wait (TCP pushes back from there,
 as before), and the reader resumes it when it has taken them. Anything unusual (end of
 stream, an error, a closed stream) goes to anyio's `receive`, which raises as it always did.
+A read that comes while the reader waits with nothing queued is handed to it as its wait's
+result, not queued and signalled (a read that comes before the reader ran is queued behind
+it, and one handed to a reader cancelled before it ran is put back at the queue's head).
 
 While the reader waits with nothing queued, a read may be taken before it is queued:
 `DirectReader.early` (set by the WebSocket while a sink that takes messages without waiting
@@ -155,11 +158,18 @@ def direct_reader(stream: Any) -> DirectReader | None:
     slow = stream.receive
     reader = DirectReader()
     waiting = False  # the reader waits for a read, everything before it taken
+    handed: Any = None  # the future it waits on (own_wait): a read is handed to it
 
     def data_received(data: bytes) -> None:
         if waiting and not queue:
             early = reader.early
             if early is not None and type(data) is bytes and early(data):
+                return
+            if handed is not None and not handed.done():
+                # the read is the waiting reader's future's result: not queued, the read
+                # event not set (anyio's data_received and Event.set: a third of the
+                # Python of a wake-up), nothing for the reader to take off the queue
+                handed.set_result(data)
                 return
         original(data)
         if len(queue) > 1 and sum(map(len, queue)) > READ_AHEAD and is_reading():
@@ -172,7 +182,7 @@ def direct_reader(stream: Any) -> DirectReader | None:
         return protocol.is_at_eof and not stream._closed and protocol.exception is None
 
     async def receive(max_bytes: int = 65536) -> bytes:
-        nonlocal waiting
+        nonlocal waiting, handed
         if not queue:
             if stream._closed or protocol.exception is not None or protocol.is_at_eof \
                     or transport.is_closing():
@@ -187,12 +197,25 @@ def direct_reader(stream: Any) -> DirectReader | None:
                 if not own_wait:  # pragma: no cover - another Python's Event
                     await event.wait()
                 elif not event.is_set():  # (set with nothing queued: the connection was lost)
-                    w = create_future()
-                    event._waiters.append(w)
+                    w = handed = create_future()
+                    event._waiters.append(w)  # the end, an error: the event's set() wakes it
                     try:
-                        await w
+                        got = await w
+                    except BaseException:
+                        if w.done() and not w.cancelled() and type(w.result()) is bytes:
+                            # cancelled after a read was handed over: it is the next read
+                            queue.appendleft(w.result())
+                            event.set()
+                        raise
                     finally:
+                        handed = None
                         event._waiters.remove(w)
+                    if type(got) is bytes:
+                        if len(got) <= max_bytes:
+                            return got
+                        queue.appendleft(got[max_bytes:])
+                        event.set()
+                        return got[:max_bytes]
             finally:
                 waiting = False
             if not queue:

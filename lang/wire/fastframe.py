@@ -267,18 +267,21 @@ class FrameParser:
                     return [str(payload, "utf-8")]
                 except UnicodeDecodeError:  # wsproto fails it with 1007
                     return None
-        else:
-            kind, h, ln = self._header(data, 0, n)
+        # every frame's header first: a read that ends inside a frame (large messages
+        # pipelined) is left to take() before any payload is unmasked and decoded twice
+        end = 0
+        while end < n:
+            kind, h, ln = self._header(data, end, n)
             if kind != _SIMPLE:
                 return None
-            end = h + ln
-        if end > n:  # the first frame is not whole: nothing to undo
+            end += h + ln
+        if end > n:  # the last frame is not whole: nothing to undo
             return None
         out, raw = self._scan(data, 0, [])
         if raw is None and self._held is None:
             return out
-        # a frame after the first is not simple or not whole: undo what _scan did to the
-        # state (it only ever leaves a boundary through these)
+        # a text frame is not UTF-8 (wsproto fails it): undo what _scan did to the state
+        # (it only ever leaves a boundary through these)
         self._held = self._data = self._decoder = None
         self._pos = self._owed = 0
         self.active = True

@@ -86,6 +86,15 @@ class Sending:
                 raise ConnectionError("connection lost") from None
         return frame
 
+    def send_queued(self, data: str | bytes) -> None:
+        """send_nowait for a caller that cannot wait at all (a reply made in the read's own
+        callback, lang.wire.connection `_early`): a frame not written at once is queued,
+        whatever its size, in order; that caller sees the outbox written. Raises as send."""
+        frame = self.send_nowait(data, True)
+        if frame is not None:
+            self._queue().append(frame)
+            self._out_bytes += len(frame)
+
     def _write_now(self, frame: bytes) -> bool:
         """Write a frame at once if nothing else is writing and the transport need not
         wait; False (nothing written) otherwise, or when the stream is gone."""

@@ -133,6 +133,33 @@ async def test_the_reader_waits_without_asyncio_event_wait(monkeypatch: Any) -> 
         await listener.aclose()
 
 
+async def test_a_read_handed_to_a_reader_cancelled_before_it_ran_is_its_next() -> None:
+    """A read that comes while the reader waits is handed to the reader's future; when the
+    reader's task is cancelled before it ran (asyncio's Task.cancel, as asyncio.timeout does:
+    anyio's scopes leave a task whose future is done alone until it ran), the read is not
+    lost: it is what the next receive gives."""
+    client, server, listener = await tcp_pair()
+    try:
+        reader = server._reader
+        assert reader is not None
+        protocol = server.stream._protocol
+        with anyio.fail_after(T):
+            task = asyncio.ensure_future(reader.receive(65536))
+            while not protocol.read_event._waiters:  # until the reader waits
+                await anyio.sleep(0)
+            protocol.data_received(b"late")  # as the transport calls it; then, in the same
+            task.cancel()                    # turn, the reader's task is cancelled
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await reader.receive(65536) == b"late"
+            await client.stream.send(b"next")
+            assert await reader.receive(65536) == b"next"
+    finally:
+        for ws in (client, server):
+            await ws.abort()
+        await listener.aclose()
+
+
 async def test_other_streams_get_no_direct_write() -> None:
     send, receive = anyio.create_memory_object_stream[bytes](1)
     assert direct_writer(send) is None and direct_reader(send) is None
