@@ -165,7 +165,7 @@ def direct_reader(stream: Any) -> DirectReader | None:
             early = reader.early
             if early is not None and type(data) is bytes and early(data):
                 return
-            if handed is not None and not handed.done():
+            if handed is not None and type(data) is bytes and not handed.done():
                 # the read is the waiting reader's future's result: not queued, the read
                 # event not set (anyio's data_received and Event.set: a third of the
                 # Python of a wake-up), nothing for the reader to take off the queue
