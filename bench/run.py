@@ -199,8 +199,12 @@ class Server:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                # (a connect from the port itself is TCP's self-connect, not the server)
+                if s.connect_ex(("127.0.0.1", self.port)) == 0 and \
+                        s.getsockname()[1] != self.port:
                     return
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not start")
 
@@ -289,6 +293,12 @@ def bench_server(quick: bool, loops: list[str], repeats: int) -> dict[str, Any]:
     finally:
         for s in srv:
             s.stop()
+    for name, per in results.items():
+        # a server that used no CPU did not get the load (once, 2026-12-07, the websockets
+        # server's runs showed none and its idle connections no memory): no figures from it
+        if all(r.get("server_cpu_pct") == 0 for runs in per.values() for r in runs):
+            raise RuntimeError(f"{name}: no server CPU measured: the load did not reach "
+                               "the process started; run again")
     table: dict[str, Any] = {}
     for name, per in results.items():
         table[name] = {}
