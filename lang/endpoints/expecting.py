@@ -119,5 +119,3 @@ class Expecting:
             for waiter in waiting:
                 if not waiter.done():
                     waiter.set_result(None)
-
-

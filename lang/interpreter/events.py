@@ -64,7 +64,8 @@ def event_key(ev: A.Event, scene: SceneInfo | None, rt: Any) -> tuple:
     return (kind,)
 
 
-def reply_of(d: A.Handler, body: Any, calls_funcs: bool) -> tuple[Any, str | None, A.Span] | None:
+def reply_of(d: A.Handler, body: Any, calls_funcs: bool
+             ) -> tuple[Any, str | None, A.Span] | None:
     """For a receive handler that is one `send` of a plain value back to the message's sender
     (`on websocket receive S as m from p { send p VALUE }`: an echo, a mock's answer), the
     parts that let it run from the read itself, without a coroutine or the reader's task

@@ -245,8 +245,9 @@ class WebSocket(Sending, Closing):
         fast = self.fast
         sink = self.sink
         if not fast or sink is None or self.closed is not None or self._failed is not None \
-                or self._writing or self._deadline is not None or self._message_deadline is not None \
-                or self._outbox or self.on_frame is not None or not sink.ready_now():
+                or self._writing or self._deadline is not None \
+                or self._message_deadline is not None or self._outbox \
+                or self.on_frame is not None or not sink.ready_now():
             return False
         messages = fast.whole(data)  # type: ignore[union-attr]
         if messages is None:
