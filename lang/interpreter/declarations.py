@@ -202,8 +202,10 @@ class Declarations:
                                          scene_name, self.fn_decls)
         h.uses_expect = self.uses_expect(d.body, scene_name)
         if scene is None and not self.repl and not h.blocks and not h.uses_expect:
-            h.reply = reply_of(d, h.body, body_has(d.body, (), set(self.fn_decls), None,
-                                                   self.fn_decls))
+            reply = reply_of(d, h.body)  # the shape first: the walk below only for a reply
+            if reply is not None and not body_has(d.body, (), set(self.fn_decls), None,
+                                                  self.fn_decls):
+                h.reply = reply
         table = scene.handlers if scene is not None else self.handlers
         table.setdefault(key, []).append(h)
         if key == ("input",) or key == ("input end",):

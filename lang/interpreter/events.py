@@ -64,17 +64,17 @@ def event_key(ev: A.Event, scene: SceneInfo | None, rt: Any) -> tuple:
     return (kind,)
 
 
-def reply_of(d: A.Handler, body: Any, calls_funcs: bool
-             ) -> tuple[Any, str | None, A.Span] | None:
+def reply_of(d: A.Handler, body: Any) -> tuple[Any, str | None, A.Span] | None:
     """For a receive handler that is one `send` of a plain value back to the message's sender
     (`on websocket receive S as m from p { send p VALUE }`: an echo, a mock's answer), the
     parts that let it run from the read itself, without a coroutine or the reader's task
     (lang.endpoints.channel `take_now`): (VALUE's compiled closure, the send's mode, its
-    span). None for anything else: VALUE may wait or calls a function of the script (which
-    could print: output that may have to wait for room), or another statement is there."""
+    span). None for anything else: VALUE may wait, or another statement is there. (The
+    caller also rules out a VALUE that calls a function of the script, which could print:
+    output that may have to wait for room.)"""
     ev = d.event
     parts = getattr(body, "parts", None)
-    if parts is None or calls_funcs or ev.kind != "websocket receive" or ev.mode is not None \
+    if parts is None or ev.kind != "websocket receive" or ev.mode is not None \
             or ev.from_name is None or len(d.body.stmts) != 1:
         return None
     target, value, mode, span = parts

@@ -213,9 +213,8 @@ def direct_reader(stream: Any) -> DirectReader | None:
                     if type(got) is bytes:
                         if len(got) <= max_bytes:
                             return got
-                        queue.appendleft(got[max_bytes:])
+                        queue.appendleft(got)  # taken below, max_bytes at a time
                         event.set()
-                        return got[:max_bytes]
             finally:
                 waiting = False
             if not queue:

@@ -154,6 +154,13 @@ async def test_a_read_handed_to_a_reader_cancelled_before_it_ran_is_its_next() -
             assert await reader.receive(65536) == b"late"
             await client.stream.send(b"next")
             assert await reader.receive(65536) == b"next"
+            # a handed read longer than the receive asked for: the rest is the next read
+            task = asyncio.ensure_future(reader.receive(4))
+            while not protocol.read_event._waiters:
+                await anyio.sleep(0)
+            await client.stream.send(b"abcdefghij")
+            assert await task + await reader.receive(4) + await reader.receive(4) == \
+                b"abcdefghij"
     finally:
         for ws in (client, server):
             await ws.abort()
